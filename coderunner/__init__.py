@@ -1,0 +1,67 @@
+"""coderunner: run code for AI agents, safely and statefully, on local kernels, Docker or the InstaVM cloud."""
+
+from coderunner._version import __version__
+from coderunner.backend import (
+    AsyncBackend,
+    Backend,
+    available_backends,
+    create_async_backend,
+    create_backend,
+    register_backend,
+)
+from coderunner.client import AsyncCodeRunner, AsyncSession, CodeRunner, Session
+from coderunner.config import Settings
+from coderunner.errors import (
+    AuthenticationError,
+    BackendError,
+    BackendUnavailableError,
+    CapacityError,
+    CodeRunnerError,
+    ConfigurationError,
+    FileNotFoundInSessionError,
+    InvalidRequestError,
+    MissingDependencyError,
+    NotFoundError,
+    PathError,
+    RateLimitError,
+    SessionNotFoundError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskInfo
+
+__all__ = [
+    "AsyncBackend",
+    "AsyncCodeRunner",
+    "AsyncSession",
+    "AuthenticationError",
+    "Backend",
+    "BackendError",
+    "BackendUnavailableError",
+    "CapacityError",
+    "CodeRunner",
+    "CodeRunnerError",
+    "ConfigurationError",
+    "ErrorInfo",
+    "ExecutionResult",
+    "FileInfo",
+    "FileNotFoundInSessionError",
+    "InvalidRequestError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "Output",
+    "PathError",
+    "RateLimitError",
+    "Session",
+    "SessionInfo",
+    "SessionNotFoundError",
+    "Settings",
+    "TaskInfo",
+    "TaskNotFoundError",
+    "UnsupportedOperationError",
+    "__version__",
+    "available_backends",
+    "create_async_backend",
+    "create_backend",
+    "register_backend",
+]

@@ -1,0 +1,232 @@
+"""Pure, I/O-free logic shared by every client and backend: validation, paths, result shaping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from coderunner.errors import ConfigurationError, InvalidRequestError, PathError
+from coderunner.models import ErrorInfo, ExecutionResult, ExecutionStatus, Output
+
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_TIMEOUT",
+    "LANGUAGES",
+    "MAX_TIMEOUT",
+    "FileSnapshot",
+    "diff_snapshots",
+    "exit_code_for_returncode",
+    "normalize_language",
+    "resolve_in_root",
+    "strip_ansi",
+    "validate_code",
+    "validate_timeout",
+]
+
+EXIT_TIMEOUT = 124  # GNU timeout(1)'s convention, so shell users recognise it
+EXIT_CANCELLED = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
+MAX_TIMEOUT = 24 * 3600.0
+MAX_CODE_CHARS = 10_000_000
+
+LANGUAGES: tuple[str, ...] = ("python", "bash", "javascript")
+_ALIASES: dict[str, str] = {
+    "python": "python",
+    "py": "python",
+    "python3": "python",
+    "ipython": "python",
+    "bash": "bash",
+    "sh": "bash",
+    "shell": "bash",
+    "javascript": "javascript",
+    "js": "javascript",
+    "node": "javascript",
+    "nodejs": "javascript",
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*(?:\x07|\x1b\\)")
+
+
+def normalize_language(language: str | None) -> str:
+    """Map a language name or alias to one of :data:`LANGUAGES`.
+
+    Raises:
+        ConfigurationError: The language is not supported; the message lists those that are.
+    """
+    if language is None:
+        return "python"
+    key = str(language).strip().lower()
+    try:
+        return _ALIASES[key]
+    except KeyError:
+        aliases = ", ".join(sorted(_ALIASES))
+        raise ConfigurationError(
+            f"Unsupported language {language!r}. Use one of: {', '.join(LANGUAGES)} (aliases: {aliases})."
+        ) from None
+
+
+def validate_code(code: object) -> str:
+    """Check that ``code`` is a non-empty string of sane size and return it."""
+    if not isinstance(code, str):
+        raise InvalidRequestError(f"code must be a string, not {type(code).__name__}.")
+    if not code.strip():
+        raise InvalidRequestError("code is empty: pass the source code to run.")
+    if len(code) > MAX_CODE_CHARS:
+        raise InvalidRequestError(
+            f"code is {len(code)} characters; the limit is {MAX_CODE_CHARS}. Upload large inputs as files instead."
+        )
+    return code
+
+
+def validate_timeout(timeout: float | None, default: float | None) -> float | None:
+    """Return the effective timeout in seconds (``None`` = no limit), rejecting nonsense values."""
+    if timeout is None:
+        return default
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidRequestError(f"timeout must be a number of seconds, not {type(timeout).__name__}.")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise InvalidRequestError(f"timeout must be between 0 and {MAX_TIMEOUT:.0f} seconds, got {timeout}.")
+    return float(timeout)
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour and cursor escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def resolve_in_root(root: Path, user_path: str) -> Path:
+    """Resolve ``user_path`` inside ``root``, refusing anything that would leave it.
+
+    Relative paths are taken from ``root``; absolute paths are accepted only when they
+    already point inside ``root``. Symlinks are followed before the check, so a link
+    pointing outside is refused too.
+
+    Raises:
+        PathError: The path escapes ``root`` or is empty.
+    """
+    if not isinstance(user_path, str) or not user_path.strip() or "\x00" in user_path:
+        raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
+    root = root.resolve()
+    candidate = Path(user_path)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PathError(
+            f"Path {user_path!r} is outside the session directory. Use a relative path such as 'data/file.csv'."
+        )
+    return resolved
+
+
+def relative_posix(root: Path, path: Path) -> str:
+    """Return ``path`` relative to ``root`` with '/' separators."""
+    return PurePosixPath(path.relative_to(root)).as_posix()
+
+
+FileSnapshot = dict[str, tuple[int, int]]
+"""Relative path -> (mtime_ns, size) for the files under a session directory."""
+
+_SNAPSHOT_LIMIT = 5000
+_HIDDEN_STATE_DIR = ".coderunner"
+
+
+def snapshot_files(root: Path, limit: int = _SNAPSHOT_LIMIT) -> FileSnapshot | None:
+    """Record every regular file under ``root`` (``None`` when there are more than ``limit``).
+
+    The ``.coderunner`` folder (our own spill files) is left out. Symlinks are not followed.
+    """
+    import os
+
+    snap: FileSnapshot = {}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if folder == root and entry.name == _HIDDEN_STATE_DIR:
+                        continue
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    snap[relative_posix(root, Path(entry.path))] = (st.st_mtime_ns, st.st_size)
+                    if len(snap) > limit:
+                        return None
+            except OSError:
+                continue
+    return snap
+
+
+def diff_snapshots(before: FileSnapshot | None, after: FileSnapshot | None) -> tuple[list[str], list[str]]:
+    """Return (created, modified) relative paths between two snapshots, sorted."""
+    if before is None or after is None:
+        return [], []
+    created = sorted(p for p in after if p not in before)
+    modified = sorted(p for p, sig in after.items() if p in before and before[p] != sig)
+    return created, modified
+
+
+def exit_code_for_returncode(returncode: int | None) -> int:
+    """Turn a process return code into a shell-style exit status (signal N -> 128+N)."""
+    if returncode is None:
+        return 1
+    if returncode < 0:
+        return 128 - returncode
+    return returncode
+
+
+def status_for(exit_code: int, error: ErrorInfo | None, timed_out: bool, cancelled: bool) -> ExecutionStatus:
+    """Derive the result status from how an execution ended."""
+    if timed_out:
+        return "timeout"
+    if cancelled:
+        return "cancelled"
+    if error is not None or exit_code != 0:
+        return "error"
+    return "ok"
+
+
+def build_result(
+    *,
+    language: str,
+    session_id: str | None,
+    stdout: str,
+    stderr: str,
+    exit_code: int,
+    error: ErrorInfo | None,
+    outputs: list[Output],
+    execution_time: float,
+    timed_out: bool = False,
+    cancelled: bool = False,
+    **extra: Any,
+) -> ExecutionResult:
+    """Assemble an :class:`ExecutionResult`, deriving ``status`` from the other fields."""
+    return ExecutionResult(
+        status=status_for(exit_code, error, timed_out, cancelled),
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=exit_code,
+        error=error,
+        outputs=outputs,
+        execution_time=execution_time,
+        language=language,
+        session_id=session_id,
+        **extra,
+    )
+
+
+def merge_env(base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
+    """Return ``base`` updated with ``extra``, checking that every key and value is a string."""
+    env = dict(base)
+    for key, value in (extra or {}).items():
+        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
+            raise InvalidRequestError(f"Invalid environment variable name {key!r}.")
+        if not isinstance(value, str) or "\x00" in value:
+            raise InvalidRequestError(f"Environment variable {key!r} must be a string without NUL bytes.")
+        env[key] = value
+    return env

@@ -1,0 +1,1 @@
+"""Backends: where code runs (InProcess, LocalDocker, InstaVM)."""

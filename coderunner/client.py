@@ -1,0 +1,901 @@
+"""The user-facing clients: ``CodeRunner`` (sync) and ``AsyncCodeRunner`` (async), twins over one pure core.
+
+Method names follow the InstaVM SDK (``execute``, ``execute_async``,
+``get_task_result``, ``start_session``, ``close_session``,
+``is_session_active``, ``upload_file``, ``download_file``) so a script moves
+between local and cloud unchanged; explicit :class:`Session` objects,
+``list_files`` and ``install_packages`` are our own richer API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from coderunner import _core
+from coderunner.backend import AsyncBackend, Backend, create_async_backend, create_backend
+from coderunner.config import Settings
+from coderunner.errors import ConfigurationError, InvalidRequestError, SessionNotFoundError
+from coderunner.jobs import TaskTable
+from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
+
+__all__ = ["AsyncCodeRunner", "AsyncSession", "CodeRunner", "Session"]
+
+OutputCallback = Callable[[str], None]
+
+_SETTING_NAMES = (
+    "timeout",
+    "max_output_chars",
+    "max_sessions",
+    "idle_timeout",
+    "pool_size",
+    "runtime_dir",
+    "interrupt_grace",
+    "track_files",
+)
+# A package spec: a name, optional extras/version/url-ish characters, never an option flag.
+_PACKAGE = re.compile(r"^[A-Za-z0-9@][A-Za-z0-9._\-\[\],=<>!~@/:+ ]*$")
+_TASK_POLL = 0.05
+
+
+class _Core:
+    """Non-I/O state and argument handling shared by both clients."""
+
+    def __init__(
+        self,
+        backend: str | object | None,
+        *,
+        language: str,
+        env: Mapping[str, str] | None,
+        working_dir: str | None,
+        lifetime: float | None,
+        options: dict[str, Any],
+    ) -> None:
+        setting_overrides = {k: options.pop(k) for k in list(options) if k in _SETTING_NAMES}
+        self.settings = Settings.from_env(backend=backend if isinstance(backend, str) else None, **setting_overrides)
+        self.backend_options = options
+        self.session_language = _core.normalize_language(language)
+        self.session_env = _core.merge_env({}, env)
+        self.session_working_dir = working_dir
+        self.session_lifetime = lifetime
+        self.session_id: str | None = None
+        self.tasks = TaskTable()
+        self.owned_sessions: set[str] = set()
+        self.closed = False
+
+    def prepare(self, code: str, language: str | None, timeout: float | None) -> tuple[str, str, float | None]:
+        if self.closed:
+            raise ConfigurationError("This runner is closed; create a new one.")
+        return (
+            _core.validate_code(code),
+            _core.normalize_language(language),
+            _core.validate_timeout(timeout, self.settings.timeout),
+        )
+
+    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "env": self.session_env or None,
+            "working_dir": self.session_working_dir,
+            "lifetime": self.session_lifetime,
+        }
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return kwargs
+
+    @staticmethod
+    def replaced(result: ExecutionResult, old_id: str, reason: str) -> ExecutionResult:
+        note = (
+            f"The previous default session ({old_id}) was gone ({reason}); this code ran in a new session, "
+            "so earlier variables are not defined."
+        )
+        return result.model_copy(update={"state_lost": True, "warnings": [*result.warnings, note]})
+
+    @staticmethod
+    def install_command(packages: Sequence[str] | str, language: str) -> tuple[str, str]:
+        """Return (language, code) that installs ``packages`` for ``language``."""
+        pkgs = [packages] if isinstance(packages, str) else list(packages)
+        if not pkgs:
+            raise InvalidRequestError("install_packages needs at least one package name.")
+        for pkg in pkgs:
+            if not isinstance(pkg, str) or not _PACKAGE.match(pkg.strip()):
+                raise InvalidRequestError(f"{pkg!r} is not a valid package name or requirement.")
+        lang = _core.normalize_language(language)
+        if lang == "python":
+            # Install into the interpreter the session runs, whatever backend that is.
+            code = (
+                "import subprocess as _s, sys as _y\n"
+                f"_r = _s.run([_y.executable, '-m', 'pip', 'install', '--disable-pip-version-check', '-q', "
+                f"*{[p.strip() for p in pkgs]!r}], capture_output=True, text=True)\n"
+                "print(_r.stdout, end=''); print(_r.stderr, end='', file=_y.stderr)\n"
+                "if _r.returncode: raise RuntimeError(f'pip install failed with status {_r.returncode}')\n"
+            )
+            return "python", code
+        if lang == "javascript":
+            quoted = " ".join(shlex.quote(p.strip()) for p in pkgs)
+            return "bash", f"npm install --no-audit --no-fund --loglevel=error {quoted}"
+        raise InvalidRequestError("install_packages supports python (pip) and javascript (npm).")
+
+    @staticmethod
+    def read_local(local_path: str | os.PathLike[str]) -> bytes:
+        path = Path(local_path).expanduser()
+        if not path.is_file():
+            raise InvalidRequestError(f"Local file {str(path)!r} does not exist or is not a file.")
+        return path.read_bytes()
+
+    @staticmethod
+    def to_bytes(content: str | bytes) -> bytes:
+        if isinstance(content, str):
+            return content.encode("utf-8")
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return bytes(content)
+        raise InvalidRequestError(f"content must be str or bytes, not {type(content).__name__}.")
+
+
+class CodeRunner:
+    r"""Run code in persistent sessions, synchronously.
+
+    Args:
+        backend: A backend name ('inprocess', 'docker', 'instavm', 'fake', or an entry point), a
+            :class:`~coderunner.backend.Backend` instance, or None for ``CODERUNNER_BACKEND`` /
+            'inprocess'.
+        language: Default language of the runner's default session.
+        env: Environment variables for sessions this runner creates.
+        working_dir: Directory for the default session (default: a fresh private one).
+        lifetime: Hard lifetime of the default session in seconds (default: none).
+        **options: Settings (``timeout``, ``max_output_chars``, ``max_sessions``, ``idle_timeout``,
+            ``pool_size``, ``runtime_dir``, ``interrupt_grace``, ``track_files``) and backend options
+            (e.g. ``api_key``, ``base_url`` for 'instavm').
+
+    Example:
+        >>> with CodeRunner() as runner:
+        ...     runner.execute("x = 41")
+        ...     runner.execute("print(x + 1)").stdout
+        '42\n'
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend | None = None,
+        *,
+        language: str = "python",
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        **options: Any,
+    ) -> None:
+        self._core = _Core(
+            backend, language=language, env=env, working_dir=working_dir, lifetime=lifetime, options=options
+        )
+        if backend is not None and not isinstance(backend, str):
+            if not isinstance(backend, Backend):
+                raise ConfigurationError(f"{backend!r} is not a Backend (for async backends use AsyncCodeRunner).")
+            if self._core.backend_options:
+                raise ConfigurationError("Backend options cannot be combined with a backend instance.")
+            self.backend: Backend = backend
+            self._owns_backend = False
+        else:
+            self.backend = create_backend(settings=self._core.settings, **self._core.backend_options)
+            self._owns_backend = True
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._running_tasks: dict[str, str] = {}
+
+    # -- InstaVM-compatible surface -----------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The default session's id, once it exists."""
+        return self._core.session_id
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings."""
+        return self._core.settings
+
+    def start_session(self, language: str | None = None, **options: Any) -> str:
+        """Start a new default session (closing the previous one) and return its id."""
+        with self._lock:
+            old = self._core.session_id
+            info = self.backend.create_session(
+                _core.normalize_language(language or self._core.session_language),
+                **self._core.session_kwargs(**options),
+            )
+            self._core.session_id = info.session_id
+            self._core.owned_sessions.add(info.session_id)
+        if old is not None:
+            self._close_quietly(old)
+        return info.session_id
+
+    def close_session(self, session_id: str | None = None) -> bool:
+        """Close a session (default: the default session). Returns True."""
+        sid = session_id or self._core.session_id
+        if sid is None:
+            return True
+        if sid == self._core.session_id:
+            self._core.session_id = None
+        self._close_quietly(sid)
+        return True
+
+    def is_session_active(self, session_id: str | None = None) -> bool:
+        """True when the session (default: the default session) exists and is active."""
+        sid = session_id or self._core.session_id
+        if sid is None:
+            return False
+        try:
+            return self.backend.get_session(sid).status == "active"
+        except SessionNotFoundError:
+            return False
+
+    def get_session_info(self, session_id: str | None = None) -> SessionInfo:
+        """Describe a session (default: the default session, started if needed)."""
+        return self.backend.get_session(session_id or self._default_session())
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """Describe every live session of the backend."""
+        return self.backend.list_sessions()
+
+    def execute(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float | None = None,
+        *,
+        session_id: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run ``code`` and return its result. Errors in the code are in the result, not raised.
+
+        Args:
+            code: Source code (python, bash or javascript).
+            language: 'python', 'bash', 'javascript' or an alias ('py', 'sh', 'js', 'node', ...).
+            timeout: Seconds before the execution is interrupted (state kept); default from settings.
+            session_id: Run in this session instead of the default one.
+            on_stdout: Called with each chunk of stdout as it is produced.
+            on_stderr: Called with each chunk of stderr as it is produced.
+        """
+        code, lang, limit = self._core.prepare(code, language, timeout)
+        if session_id is not None:
+            return self.backend.execute(session_id, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+        sid = self._default_session()
+        try:
+            return self.backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+        except SessionNotFoundError as exc:
+            with self._lock:
+                if self._core.session_id == sid:
+                    self._core.session_id = None
+            new = self._default_session()
+            result = self.backend.execute(new, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return self._core.replaced(result, sid, exc.message)
+
+    def execute_async(
+        self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
+    ) -> str:
+        """Start ``code`` in the background and return a task id at once (see :meth:`get_task_result`)."""
+        code, lang, limit = self._core.prepare(code, language, timeout)
+        sid = session_id or self._default_session()
+        task = self._core.tasks.new(sid, lang)
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="coderunner-task")
+            self._pool.submit(self._run_task, task.task_id, sid, code, lang, limit)
+        return task.task_id
+
+    def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
+        if not self._core.tasks.start(task_id):
+            return
+        self._running_tasks[task_id] = sid
+        try:
+            result = self.backend.execute(sid, code, lang, timeout=limit)
+        except Exception as exc:  # recorded on the task: the caller reads it with get_task()
+            self._core.tasks.fail(task_id, exc)
+        else:
+            self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
+        finally:
+            self._running_tasks.pop(task_id, None)
+
+    def get_task(self, task_id: str) -> TaskInfo:
+        """The task's current record (status, and result once finished), without waiting."""
+        return self._core.tasks.get(task_id)
+
+    def get_task_result(self, task_id: str, timeout: float = 60.0) -> ExecutionResult:
+        """Wait up to ``timeout`` seconds for a task and return its result.
+
+        Raises:
+            TimeoutError: The task is still running after ``timeout`` seconds (it keeps running).
+            TaskNotFoundError: Unknown task id.
+            BackendError: The task could not run at all (the message says why).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self._core.tasks.get(task_id)
+            if task.is_complete:
+                return _task_result(task)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"Task {task_id} is still {task.status} after {timeout:g} s.")
+            time.sleep(_TASK_POLL)
+
+    def cancel_task(self, task_id: str) -> TaskInfo:
+        """Cancel a task: a pending one never runs; a running one is interrupted."""
+        self._core.tasks.cancel_pending(task_id)
+        sid = self._running_tasks.pop(task_id, None)
+        if sid is not None:
+            self.backend.interrupt(sid)
+        return self._core.tasks.get(task_id)
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """Every task this runner knows, oldest first."""
+        return self._core.tasks.list()
+
+    def interrupt(self, session_id: str | None = None) -> bool:
+        """Interrupt what runs in a session (default session); False if nothing ran."""
+        sid = session_id or self._core.session_id
+        return False if sid is None else self.backend.interrupt(sid)
+
+    def upload_file(
+        self, local_path: str | os.PathLike[str], remote_path: str | None = None, *, session_id: str | None = None
+    ) -> FileInfo:
+        """Copy a local file into the session directory (default name: the local file's name)."""
+        data = self._core.read_local(local_path)
+        return self.backend.upload_file(
+            session_id or self._default_session(), remote_path or Path(local_path).name, data
+        )
+
+    def write_file(self, path: str, content: str | bytes, *, session_id: str | None = None) -> FileInfo:
+        """Write text (UTF-8) or bytes to a file in the session directory."""
+        data = self._core.to_bytes(content)
+        return self.backend.upload_file(session_id or self._default_session(), path, data)
+
+    def download_file(
+        self, remote_name: str, local_path: str | os.PathLike[str] | None = None, *, session_id: str | None = None
+    ) -> bytes:
+        """Return a file's bytes from the session directory, also saving them to ``local_path`` if given."""
+        data = self.backend.download_file(session_id or self._default_session(), remote_name)
+        if local_path is not None:
+            Path(local_path).expanduser().write_bytes(data)
+        return data
+
+    def list_files(self, path: str = ".", *, session_id: str | None = None) -> list[FileInfo]:
+        """List a directory of the session (default: its root)."""
+        return self.backend.list_files(session_id or self._default_session(), path)
+
+    def install_packages(
+        self,
+        packages: Sequence[str] | str,
+        language: str = "python",
+        *,
+        session_id: str | None = None,
+        timeout: float = 600.0,
+    ) -> ExecutionResult:
+        """Install packages into the session's environment (pip for python, npm for javascript)."""
+        lang, code = self._core.install_command(packages, language)
+        return self.execute(code, lang, timeout, session_id=session_id)
+
+    def session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Session:
+        """Create an explicit session with its own state; use it as a context manager to close it."""
+        info = self.backend.create_session(
+            _core.normalize_language(language),
+            env=_core.merge_env(self._core.session_env, env),
+            working_dir=working_dir,
+            lifetime=lifetime,
+            idle_timeout=idle_timeout,
+            metadata=metadata,
+        )
+        self._core.owned_sessions.add(info.session_id)
+        return Session(self, info.session_id, info.language)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def _default_session(self) -> str:
+        with self._lock:
+            if self._core.session_id is None:
+                info = self.backend.create_session(self._core.session_language, **self._core.session_kwargs())
+                self._core.session_id = info.session_id
+                self._core.owned_sessions.add(info.session_id)
+            return self._core.session_id
+
+    def _close_quietly(self, session_id: str) -> None:
+        self._core.owned_sessions.discard(session_id)
+        with contextlib.suppress(SessionNotFoundError):
+            self.backend.close_session(session_id)
+
+    def close(self) -> None:
+        """Close the sessions this runner created (and its backend, if it made it). Idempotent."""
+        if self._core.closed:
+            return
+        self._core.closed = True
+        if self._pool is not None:
+            for task_id in list(self._running_tasks):
+                self.cancel_task(task_id)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_backend:
+            self.backend.close()
+        else:
+            for sid in list(self._core.owned_sessions):
+                self._close_quietly(sid)
+
+    def __enter__(self) -> CodeRunner:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Session:
+    """An explicit session of a :class:`CodeRunner`: its own interpreters, directory and state."""
+
+    def __init__(self, runner: CodeRunner, session_id: str, language: str) -> None:
+        self.runner = runner
+        self.session_id = session_id
+        self.language = language
+
+    def execute(
+        self,
+        code: str,
+        language: str | None = None,
+        timeout: float | None = None,
+        *,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run code in this session (default language: the session's)."""
+        return self.runner.execute(
+            code,
+            language or self.language,
+            timeout,
+            session_id=self.session_id,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+
+    def execute_async(self, code: str, language: str | None = None, timeout: float | None = None) -> str:
+        """Start code in the background in this session; returns a task id."""
+        return self.runner.execute_async(code, language or self.language, timeout, session_id=self.session_id)
+
+    def info(self) -> SessionInfo:
+        """Describe this session."""
+        return self.runner.get_session_info(self.session_id)
+
+    def is_active(self) -> bool:
+        """True while the session exists."""
+        return self.runner.is_session_active(self.session_id)
+
+    def interrupt(self) -> bool:
+        """Interrupt the running execution."""
+        return self.runner.interrupt(self.session_id)
+
+    def upload_file(self, local_path: str | os.PathLike[str], remote_path: str | None = None) -> FileInfo:
+        """Copy a local file into this session's directory."""
+        return self.runner.upload_file(local_path, remote_path, session_id=self.session_id)
+
+    def write_file(self, path: str, content: str | bytes) -> FileInfo:
+        """Write text or bytes into this session's directory."""
+        return self.runner.write_file(path, content, session_id=self.session_id)
+
+    def download_file(self, remote_name: str, local_path: str | os.PathLike[str] | None = None) -> bytes:
+        """Read a file from this session's directory."""
+        return self.runner.download_file(remote_name, local_path, session_id=self.session_id)
+
+    def list_files(self, path: str = ".") -> list[FileInfo]:
+        """List a directory of this session."""
+        return self.runner.list_files(path, session_id=self.session_id)
+
+    def install_packages(self, packages: Sequence[str] | str, language: str | None = None) -> ExecutionResult:
+        """Install packages for this session."""
+        return self.runner.install_packages(packages, language or self.language, session_id=self.session_id)
+
+    def close(self) -> None:
+        """Close this session."""
+        self.runner.close_session(self.session_id)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncCodeRunner:
+    """The async twin of :class:`CodeRunner`: the same methods, awaited. See :class:`CodeRunner` for arguments."""
+
+    def __init__(
+        self,
+        backend: str | AsyncBackend | None = None,
+        *,
+        language: str = "python",
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        **options: Any,
+    ) -> None:
+        self._core = _Core(
+            backend, language=language, env=env, working_dir=working_dir, lifetime=lifetime, options=options
+        )
+        self._backend: AsyncBackend | None = None
+        self._owns_backend = True
+        if backend is not None and not isinstance(backend, str):
+            if not isinstance(backend, AsyncBackend):
+                raise ConfigurationError(f"{backend!r} is not an AsyncBackend (for sync backends use CodeRunner).")
+            if self._core.backend_options:
+                raise ConfigurationError("Backend options cannot be combined with a backend instance.")
+            self._backend = backend
+            self._owns_backend = False
+        self._lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running_tasks: dict[str, str] = {}
+
+    async def _get_backend(self) -> AsyncBackend:
+        if self._backend is None:
+            # Building a backend may block (starting the engine thread, a first kernel): keep the loop free.
+            self._backend = await asyncio.to_thread(
+                create_async_backend, settings=self._core.settings, **self._core.backend_options
+            )
+        return self._backend
+
+    @property
+    def backend(self) -> AsyncBackend:
+        """The backend (created on first use)."""
+        if self._backend is None:
+            raise ConfigurationError("The backend is created on first use; await a call (or use 'async with') first.")
+        return self._backend
+
+    @property
+    def session_id(self) -> str | None:
+        """The default session's id, once it exists."""
+        return self._core.session_id
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings."""
+        return self._core.settings
+
+    async def start_session(self, language: str | None = None, **options: Any) -> str:
+        """Start a new default session (closing the previous one) and return its id."""
+        backend = await self._get_backend()
+        async with self._lock:
+            old = self._core.session_id
+            info = await backend.create_session(
+                _core.normalize_language(language or self._core.session_language),
+                **self._core.session_kwargs(**options),
+            )
+            self._core.session_id = info.session_id
+            self._core.owned_sessions.add(info.session_id)
+        if old is not None:
+            await self._close_quietly(old)
+        return info.session_id
+
+    async def close_session(self, session_id: str | None = None) -> bool:
+        """Close a session (default: the default session). Returns True."""
+        sid = session_id or self._core.session_id
+        if sid is None:
+            return True
+        if sid == self._core.session_id:
+            self._core.session_id = None
+        await self._close_quietly(sid)
+        return True
+
+    async def is_session_active(self, session_id: str | None = None) -> bool:
+        """True when the session exists and is active."""
+        sid = session_id or self._core.session_id
+        if sid is None:
+            return False
+        try:
+            return (await (await self._get_backend()).get_session(sid)).status == "active"
+        except SessionNotFoundError:
+            return False
+
+    async def get_session_info(self, session_id: str | None = None) -> SessionInfo:
+        """Describe a session (default: the default session, started if needed)."""
+        return await (await self._get_backend()).get_session(session_id or await self._default_session())
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """Describe every live session of the backend."""
+        return await (await self._get_backend()).list_sessions()
+
+    async def execute(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float | None = None,
+        *,
+        session_id: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run ``code`` and return its result. See :meth:`CodeRunner.execute`."""
+        code, lang, limit = self._core.prepare(code, language, timeout)
+        backend = await self._get_backend()
+        if session_id is not None:
+            return await backend.execute(
+                session_id, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr
+            )
+        sid = await self._default_session()
+        try:
+            return await backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+        except SessionNotFoundError as exc:
+            async with self._lock:
+                if self._core.session_id == sid:
+                    self._core.session_id = None
+            new = await self._default_session()
+            result = await backend.execute(new, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return self._core.replaced(result, sid, exc.message)
+
+    async def execute_async(
+        self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
+    ) -> str:
+        """Start ``code`` in the background (on this event loop) and return a task id at once."""
+        code, lang, limit = self._core.prepare(code, language, timeout)
+        sid = session_id or await self._default_session()
+        task = self._core.tasks.new(sid, lang)
+        self._tasks[task.task_id] = asyncio.ensure_future(self._run_task(task.task_id, sid, code, lang, limit))
+        return task.task_id
+
+    async def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
+        if not self._core.tasks.start(task_id):
+            return
+        self._running_tasks[task_id] = sid
+        try:
+            result = await (await self._get_backend()).execute(sid, code, lang, timeout=limit)
+        except Exception as exc:  # recorded on the task: the caller reads it with get_task()
+            self._core.tasks.fail(task_id, exc)
+        else:
+            self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
+        finally:
+            self._running_tasks.pop(task_id, None)
+            self._tasks.pop(task_id, None)
+
+    async def get_task(self, task_id: str) -> TaskInfo:
+        """The task's current record, without waiting."""
+        return self._core.tasks.get(task_id)
+
+    async def get_task_result(self, task_id: str, timeout: float = 60.0) -> ExecutionResult:
+        """Wait up to ``timeout`` seconds for a task and return its result. See :meth:`CodeRunner.get_task_result`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self._core.tasks.get(task_id)
+            if task.is_complete:
+                return _task_result(task)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"Task {task_id} is still {task.status} after {timeout:g} s.")
+            await asyncio.sleep(_TASK_POLL)
+
+    async def cancel_task(self, task_id: str) -> TaskInfo:
+        """Cancel a task: a pending one never runs; a running one is interrupted."""
+        self._core.tasks.cancel_pending(task_id)
+        sid = self._running_tasks.pop(task_id, None)
+        if sid is not None:
+            await (await self._get_backend()).interrupt(sid)
+        return self._core.tasks.get(task_id)
+
+    async def list_tasks(self) -> list[TaskInfo]:
+        """Every task this runner knows, oldest first."""
+        return self._core.tasks.list()
+
+    async def interrupt(self, session_id: str | None = None) -> bool:
+        """Interrupt what runs in a session (default session)."""
+        sid = session_id or self._core.session_id
+        return False if sid is None else await (await self._get_backend()).interrupt(sid)
+
+    async def upload_file(
+        self, local_path: str | os.PathLike[str], remote_path: str | None = None, *, session_id: str | None = None
+    ) -> FileInfo:
+        """Copy a local file into the session directory."""
+        data = await asyncio.to_thread(self._core.read_local, local_path)
+        backend = await self._get_backend()
+        return await backend.upload_file(
+            session_id or await self._default_session(), remote_path or Path(local_path).name, data
+        )
+
+    async def write_file(self, path: str, content: str | bytes, *, session_id: str | None = None) -> FileInfo:
+        """Write text or bytes to a file in the session directory."""
+        data = self._core.to_bytes(content)
+        backend = await self._get_backend()
+        return await backend.upload_file(session_id or await self._default_session(), path, data)
+
+    async def download_file(
+        self, remote_name: str, local_path: str | os.PathLike[str] | None = None, *, session_id: str | None = None
+    ) -> bytes:
+        """Return a file's bytes, also saving them to ``local_path`` if given."""
+        backend = await self._get_backend()
+        data = await backend.download_file(session_id or await self._default_session(), remote_name)
+        if local_path is not None:
+            await asyncio.to_thread(Path(local_path).expanduser().write_bytes, data)
+        return data
+
+    async def list_files(self, path: str = ".", *, session_id: str | None = None) -> list[FileInfo]:
+        """List a directory of the session."""
+        backend = await self._get_backend()
+        return await backend.list_files(session_id or await self._default_session(), path)
+
+    async def install_packages(
+        self,
+        packages: Sequence[str] | str,
+        language: str = "python",
+        *,
+        session_id: str | None = None,
+        timeout: float = 600.0,
+    ) -> ExecutionResult:
+        """Install packages into the session's environment (pip for python, npm for javascript)."""
+        lang, code = self._core.install_command(packages, language)
+        return await self.execute(code, lang, timeout, session_id=session_id)
+
+    async def session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AsyncSession:
+        """Create an explicit session; use ``async with`` to close it."""
+        backend = await self._get_backend()
+        info = await backend.create_session(
+            _core.normalize_language(language),
+            env=_core.merge_env(self._core.session_env, env),
+            working_dir=working_dir,
+            lifetime=lifetime,
+            idle_timeout=idle_timeout,
+            metadata=metadata,
+        )
+        self._core.owned_sessions.add(info.session_id)
+        return AsyncSession(self, info.session_id, info.language)
+
+    async def _default_session(self) -> str:
+        backend = await self._get_backend()
+        async with self._lock:
+            if self._core.session_id is None:
+                info = await backend.create_session(self._core.session_language, **self._core.session_kwargs())
+                self._core.session_id = info.session_id
+                self._core.owned_sessions.add(info.session_id)
+            return self._core.session_id
+
+    async def _close_quietly(self, session_id: str) -> None:
+        self._core.owned_sessions.discard(session_id)
+        with contextlib.suppress(SessionNotFoundError):
+            await (await self._get_backend()).close_session(session_id)
+
+    async def aclose(self) -> None:
+        """Close the sessions this runner created (and its backend, if it made it). Idempotent."""
+        if self._core.closed:
+            return
+        self._core.closed = True
+        for task_id in list(self._running_tasks):
+            await self.cancel_task(task_id)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._backend is None:
+            return
+        if self._owns_backend:
+            await self._backend.aclose()
+        else:
+            for sid in list(self._core.owned_sessions):
+                await self._close_quietly(sid)
+
+    async def __aenter__(self) -> AsyncCodeRunner:
+        await self._get_backend()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncSession:
+    """An explicit session of an :class:`AsyncCodeRunner`."""
+
+    def __init__(self, runner: AsyncCodeRunner, session_id: str, language: str) -> None:
+        self.runner = runner
+        self.session_id = session_id
+        self.language = language
+
+    async def execute(
+        self,
+        code: str,
+        language: str | None = None,
+        timeout: float | None = None,
+        *,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run code in this session."""
+        return await self.runner.execute(
+            code,
+            language or self.language,
+            timeout,
+            session_id=self.session_id,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+
+    async def execute_async(self, code: str, language: str | None = None, timeout: float | None = None) -> str:
+        """Start code in the background in this session; returns a task id."""
+        return await self.runner.execute_async(code, language or self.language, timeout, session_id=self.session_id)
+
+    async def info(self) -> SessionInfo:
+        """Describe this session."""
+        return await self.runner.get_session_info(self.session_id)
+
+    async def is_active(self) -> bool:
+        """True while the session exists."""
+        return await self.runner.is_session_active(self.session_id)
+
+    async def interrupt(self) -> bool:
+        """Interrupt the running execution."""
+        return await self.runner.interrupt(self.session_id)
+
+    async def upload_file(self, local_path: str | os.PathLike[str], remote_path: str | None = None) -> FileInfo:
+        """Copy a local file into this session's directory."""
+        return await self.runner.upload_file(local_path, remote_path, session_id=self.session_id)
+
+    async def write_file(self, path: str, content: str | bytes) -> FileInfo:
+        """Write text or bytes into this session's directory."""
+        return await self.runner.write_file(path, content, session_id=self.session_id)
+
+    async def download_file(self, remote_name: str, local_path: str | os.PathLike[str] | None = None) -> bytes:
+        """Read a file from this session's directory."""
+        return await self.runner.download_file(remote_name, local_path, session_id=self.session_id)
+
+    async def list_files(self, path: str = ".") -> list[FileInfo]:
+        """List a directory of this session."""
+        return await self.runner.list_files(path, session_id=self.session_id)
+
+    async def install_packages(self, packages: Sequence[str] | str, language: str | None = None) -> ExecutionResult:
+        """Install packages for this session."""
+        return await self.runner.install_packages(packages, language or self.language, session_id=self.session_id)
+
+    async def close(self) -> None:
+        """Close this session."""
+        await self.runner.close_session(self.session_id)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _task_result(task: TaskInfo) -> ExecutionResult:
+    from coderunner.errors import BackendError
+
+    if task.result is not None:
+        return task.result
+    if task.status == "cancelled":
+        return _core.build_result(
+            language=task.language,
+            session_id=task.session_id,
+            stdout="",
+            stderr="",
+            exit_code=_core.EXIT_CANCELLED,
+            error=None,
+            outputs=[],
+            execution_time=0.0,
+            cancelled=True,
+        )
+    raise BackendError(f"Task {task.task_id} could not run: {task.error_message}")

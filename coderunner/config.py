@@ -1,0 +1,122 @@
+"""Runner settings: explicit argument > ``CODERUNNER_*`` environment variable > default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coderunner.errors import ConfigurationError
+
+__all__ = ["ENV_VARS", "Settings"]
+
+
+def _default_runtime_dir() -> str:
+    # Short on purpose: kernel ipc sockets live below it and AF_UNIX paths must stay < 108 bytes.
+    return os.path.join(tempfile.gettempdir(), f"coderunner-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options shared by the clients and the engine. Each field names the variable that feeds it."""
+
+    backend: str = "inprocess"
+    """Backend name (CODERUNNER_BACKEND): 'inprocess', 'docker', 'instavm', 'fake', or an entry point."""
+    timeout: float | None = 300.0
+    """Default per-execution time limit in seconds (CODERUNNER_TIMEOUT; 0 or 'none' = no limit)."""
+    max_output_chars: int = 100_000
+    """Cap on stdout and on stderr per execution; head and tail are kept (CODERUNNER_MAX_OUTPUT_CHARS)."""
+    max_sessions: int = 32
+    """Most sessions open at once per runner/server (CODERUNNER_MAX_SESSIONS)."""
+    idle_timeout: float | None = 3600.0
+    """Seconds without activity after which a session expires (CODERUNNER_SESSION_IDLE_TIMEOUT; 0 = never)."""
+    pool_size: int = 1
+    """Python kernels kept started and ready for new sessions (CODERUNNER_POOL_SIZE; 0 disables the pool)."""
+    runtime_dir: str = field(default_factory=_default_runtime_dir)
+    """Where kernels' sockets and default session directories live (CODERUNNER_RUNTIME_DIR)."""
+    interrupt_grace: float = 3.0
+    """Seconds an interrupted execution gets before its interpreter is restarted (CODERUNNER_INTERRUPT_GRACE)."""
+    track_files: bool = True
+    """Report files each execution created or modified (CODERUNNER_TRACK_FILES)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``overrides`` (non-None values win), then the environment, then defaults.
+
+        Raises:
+            ConfigurationError: An override name is unknown or a variable has an invalid value.
+        """
+        env = os.environ if environ is None else environ
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s): {', '.join(sorted(unknown))}. Known options: {', '.join(sorted(names))}."
+            )
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if overrides.get(f.name) is not None:
+                values[f.name] = overrides[f.name]
+                continue
+            var = ENV_VARS[f.name]
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f.name, var, raw.strip())
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject values that cannot work, saying which option is wrong."""
+        if self.max_output_chars < 100:
+            raise ConfigurationError("max_output_chars must be at least 100.")
+        if self.max_sessions < 1:
+            raise ConfigurationError("max_sessions must be at least 1.")
+        if self.pool_size < 0:
+            raise ConfigurationError("pool_size cannot be negative.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive (or None for no limit).")
+        if self.interrupt_grace <= 0:
+            raise ConfigurationError("interrupt_grace must be positive.")
+
+
+ENV_VARS: dict[str, str] = {
+    "backend": "CODERUNNER_BACKEND",
+    "timeout": "CODERUNNER_TIMEOUT",
+    "max_output_chars": "CODERUNNER_MAX_OUTPUT_CHARS",
+    "max_sessions": "CODERUNNER_MAX_SESSIONS",
+    "idle_timeout": "CODERUNNER_SESSION_IDLE_TIMEOUT",
+    "pool_size": "CODERUNNER_POOL_SIZE",
+    "runtime_dir": "CODERUNNER_RUNTIME_DIR",
+    "interrupt_grace": "CODERUNNER_INTERRUPT_GRACE",
+    "track_files": "CODERUNNER_TRACK_FILES",
+}
+
+_OPTIONAL_SECONDS = {"timeout", "idle_timeout"}
+
+
+def _parse(name: str, var: str, raw: str) -> Any:
+    try:
+        if name in _OPTIONAL_SECONDS:
+            if raw.lower() in ("none", "off"):
+                return None
+            value = float(raw)
+            return None if value == 0 else value
+        if name in ("max_output_chars", "max_sessions", "pool_size"):
+            return int(raw)
+        if name == "interrupt_grace":
+            return float(raw)
+        if name == "track_files":
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigurationError(f"{var}={raw!r} is not a valid value for {name}.") from None
+    return raw

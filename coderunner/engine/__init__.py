@@ -1,0 +1,1 @@
+"""The execution engine: kernels per language, sessions, pool and policy."""

@@ -1,0 +1,478 @@
+"""The execution engine: sessions, the warm kernel pool, expiry, files and orphan clean-up (async, one loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+import uuid
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from coderunner import _core
+from coderunner.config import Settings
+from coderunner.engine.base import Kernel
+from coderunner.engine.session import EngineSession, ExecutionLimits
+from coderunner.errors import (
+    CapacityError,
+    FileNotFoundInSessionError,
+    InvalidRequestError,
+    PathError,
+    SessionNotFoundError,
+)
+from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+
+__all__ = ["Engine", "kernel_class"]
+
+log = logging.getLogger(__name__)
+
+_OWNER_FILE = "owner.json"
+_TOMBSTONES = 1000
+
+
+_KERNELS = {
+    "python": ("coderunner.engine.python", "PythonKernel"),
+    "bash": ("coderunner.engine.bash", "BashKernel"),
+    "javascript": ("coderunner.engine.node", "NodeKernel"),
+}
+
+
+def kernel_class(language: str) -> type[Kernel]:
+    """The kernel implementation for a normalised language (imported lazily)."""
+    try:
+        module, name = _KERNELS[language]
+    except KeyError:
+        raise InvalidRequestError(f"No kernel for language {language!r}.") from None
+    cls: type[Kernel] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def _pid_signature(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def _kill_group(pid: int, create_time: float | None) -> None:
+    """Kill ``pid``'s process group, but only if ``pid`` is still the process we started."""
+    sig = _pid_signature(pid)
+    if sig is None or (create_time is not None and abs(sig - create_time) > 0.01):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def reap_orphans(runtime_root: Path) -> int:
+    """Kill kernels and remove directories left by engines whose owner process is gone.
+
+    Returns:
+        How many engine directories were cleaned up.
+    """
+    cleaned = 0
+    if not runtime_root.is_dir():
+        return 0
+    for engine_dir in runtime_root.glob("e-*"):
+        try:
+            owner = json.loads((engine_dir / _OWNER_FILE).read_text())
+            owner_pid, owner_ct = int(owner["pid"]), float(owner["create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            owner_pid, owner_ct = -1, 0.0
+        sig = _pid_signature(owner_pid) if owner_pid > 0 else None
+        if sig is not None and abs(sig - owner_ct) < 0.01:
+            continue  # its owner is alive: not an orphan
+        for pid_file in (engine_dir / "pids").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                _kill_group(int(pid_file.name), float(pid_file.read_text()))
+        shutil.rmtree(engine_dir, ignore_errors=True)
+        cleaned += 1
+    return cleaned
+
+
+_LIVE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_all_at_exit() -> None:
+    # Runs without the event loop: kill process groups directly, which cannot hang.
+    for engine in list(_LIVE_ENGINES):
+        engine.kill_now()
+
+
+class Engine:
+    """Owns every session and kernel of one runner or server. All methods run on one event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend_name: str = "inprocess",
+        kernel_factory: Callable[[str], Kernel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend_name = backend_name
+        self._factory = kernel_factory or (lambda lang: kernel_class(lang)())
+        self._sessions: dict[str, EngineSession] = {}
+        self._tombstones: OrderedDict[str, str] = OrderedDict()
+        self._pool: dict[str, deque[Kernel]] = {}
+        self._pool_tasks: set[asyncio.Task[None]] = set()
+        self._kernels: dict[int, float | None] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self._started = False
+        self.root = Path(settings.runtime_dir)
+        self.dir = self.root / f"e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.created = time.time()
+        self.totals = {"sessions_created": 0, "executions": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Clean up orphans of crashed runs, create our directory, warm the pool, start expiry."""
+        if self._started:
+            return
+        self._started = True
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cleaned = await asyncio.to_thread(reap_orphans, self.root)
+        if cleaned:
+            log.info("removed %d leftover engine directories from earlier runs", cleaned)
+        (self.dir / "pids").mkdir(parents=True)
+        (self.dir / "pool").mkdir()
+        (self.dir / "sessions").mkdir()
+        me = psutil.Process()
+        (self.dir / _OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+        _LIVE_ENGINES.add(self)
+        self._fill_pool()
+        self._reaper = asyncio.ensure_future(self._expire_loop())
+
+    async def close(self) -> None:
+        """Close every session and pooled kernel and remove the engine directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for task in list(self._pool_tasks):
+            task.cancel()
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        pooled = [k for q in self._pool.values() for k in q]
+        self._pool.clear()
+        await asyncio.gather(
+            *(self._close_session_obj(s) for s in sessions),
+            *(k.shutdown() for k in pooled),
+            return_exceptions=True,
+        )
+        self.kill_now()
+
+    def kill_now(self) -> None:
+        """Synchronously kill every kernel this engine started and remove its directory (for atexit)."""
+        for pid, ct in list(self._kernels.items()):
+            _kill_group(pid, ct)
+        self._kernels.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        _LIVE_ENGINES.discard(self)
+
+    # -- kernels and pool --------------------------------------------------------------------------
+
+    def _pool_target(self, language: str) -> int:
+        # Only Python is slow to start (~0.6 s); bash and node start in tens of milliseconds.
+        return self.settings.pool_size if language == "python" else 0
+
+    def _fill_pool(self) -> None:
+        if self._closed:
+            return
+        for language in ("python",):
+            queue = self._pool.setdefault(language, deque())
+            missing = (
+                self._pool_target(language)
+                - len(queue)
+                - sum(1 for t in self._pool_tasks if t.get_name() == f"pool-{language}")
+            )
+            for _ in range(max(missing, 0)):
+                task = asyncio.ensure_future(self._start_pooled(language))
+                task.set_name(f"pool-{language}")
+                self._pool_tasks.add(task)
+                task.add_done_callback(self._pool_tasks.discard)
+
+    async def _start_pooled(self, language: str) -> None:
+        try:
+            kernel = await self._start_kernel(language, self.dir / "pool", os.environ)
+        except Exception as exc:  # the pool is an optimisation; a failed warm start must not surface here
+            log.warning("could not pre-start a %s kernel: %s", language, exc)
+            return
+        if self._closed:
+            await kernel.shutdown()
+            return
+        self._pool.setdefault(language, deque()).append(kernel)
+
+    async def _start_kernel(self, language: str, cwd: Path, env: Mapping[str, str]) -> Kernel:
+        kernel = self._factory(language)
+        try:
+            await kernel.start(cwd, env, self.dir)
+        finally:
+            if kernel.pid is not None:
+                self._register(kernel.pid)
+        return kernel
+
+    def _register(self, pid: int) -> None:
+        ct = _pid_signature(pid)
+        self._kernels[pid] = ct
+        with contextlib.suppress(OSError):
+            (self.dir / "pids" / str(pid)).write_text(repr(ct))
+
+    async def _provide(self, language: str, cwd: Path, env: Mapping[str, str]) -> Kernel:
+        queue = self._pool.get(language)
+        warming = [t for t in self._pool_tasks if t.get_name() == f"pool-{language}"]
+        if not queue and warming:
+            # A warm start is already under way (e.g. right after the runner was created):
+            # joining it is faster than starting a second kernel from scratch.
+            await asyncio.wait(warming, return_when=asyncio.FIRST_COMPLETED)
+            queue = self._pool.get(language)
+        while queue:
+            kernel = queue.popleft()
+            self._fill_pool()
+            if not kernel.is_alive():
+                await kernel.shutdown()
+                continue
+            try:
+                await kernel.configure(cwd, env)
+                return kernel
+            except Exception as exc:  # a bad pooled kernel: fall back to a fresh start
+                log.warning("discarding a pooled %s kernel: %s", language, exc)
+                await kernel.shutdown()
+        full_env = _core.merge_env(os.environ, env)
+        return await self._start_kernel(language, cwd, full_env)
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        warm: bool = True,
+    ) -> SessionInfo:
+        """Create a session; with ``warm`` its default language's interpreter is started now."""
+        language = _core.normalize_language(language)
+        env = _core.merge_env({}, env)
+        self._check_open()
+        if len(self._sessions) >= self.settings.max_sessions:
+            raise CapacityError(
+                f"This runner already has {len(self._sessions)} sessions (max_sessions="
+                f"{self.settings.max_sessions}). Close one, or raise CODERUNNER_MAX_SESSIONS."
+            )
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidRequestError("lifetime must be a positive number of seconds.")
+        session_id = str(uuid.uuid4())
+        if working_dir is not None:
+            wd = Path(working_dir).expanduser().resolve()
+            wd.mkdir(parents=True, exist_ok=True)
+            owns = False
+        else:
+            wd = self.dir / "sessions" / session_id
+            wd.mkdir(parents=True)
+            owns = True
+        session = EngineSession(
+            session_id=session_id,
+            language=language,
+            working_dir=wd,
+            owns_dir=owns,
+            env=env,
+            idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
+            lifetime=lifetime,
+            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+            backend_name=self.backend_name,
+            kernel_provider=self._provide,
+        )
+        self._sessions[session_id] = session
+        self.totals["sessions_created"] += 1
+        if warm:
+            try:
+                await session.kernel(language)
+            except BaseException:
+                await self._drop(session_id, "its interpreter failed to start")
+                raise
+        return session.info()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidRequestError("This runner is closed; create a new one.")
+
+    def session(self, session_id: str) -> EngineSession:
+        """Look up a live session.
+
+        Raises:
+            SessionNotFoundError: Unknown, closed or expired, with the reason when known.
+        """
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
+        reason = self._tombstones.get(session_id)
+        if reason:
+            raise SessionNotFoundError(f"Session {session_id} is gone: {reason}. Start a new session.")
+        raise SessionNotFoundError(f"Session {session_id!r} does not exist. Create one with create_session().")
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """Describe a live session."""
+        return self.session(session_id).info()
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """Describe every live session."""
+        return [s.info() for s in self._sessions.values()]
+
+    async def close_session(self, session_id: str) -> None:
+        """Close a session; closing an already-closed one is a no-op."""
+        if session_id not in self._sessions and session_id in self._tombstones:
+            return
+        self.session(session_id)
+        await self._drop(session_id, "it was closed")
+
+    async def _drop(self, session_id: str, reason: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        self._tombstones[session_id] = reason
+        while len(self._tombstones) > _TOMBSTONES:
+            self._tombstones.popitem(last=False)
+        if session is not None:
+            await self._close_session_obj(session)
+
+    async def _close_session_obj(self, session: EngineSession) -> None:
+        await session.interrupt()
+        await session.close()
+        for kernel_pid in [p for p in self._kernels if not psutil.pid_exists(p)]:
+            self._kernels.pop(kernel_pid, None)
+            with contextlib.suppress(OSError):
+                (self.dir / "pids" / str(kernel_pid)).unlink()
+        if session.owns_dir:
+            await asyncio.to_thread(shutil.rmtree, session.working_dir, True)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_period())
+            now = time.monotonic()
+            for sid, session in list(self._sessions.items()):
+                reason = session.expiry_reason(now)
+                if reason:
+                    log.info("session %s expired: %s", sid, reason)
+                    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                    await self._drop(sid, f"it expired at {stamp} because {reason}")
+
+    def _expiry_period(self) -> float:
+        idle = [s.idle_timeout for s in self._sessions.values() if s.idle_timeout]
+        return max(0.2, min([5.0, *(t / 4 for t in idle)]))
+
+    # -- execution ---------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        session_id: str,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code in a session; see :meth:`EngineSession.execute`."""
+        session = self.session(session_id)
+        lang = _core.normalize_language(language or session.language)
+        limits = ExecutionLimits(
+            timeout=_core.validate_timeout(timeout, self.settings.timeout),
+            max_output_chars=self.settings.max_output_chars,
+            interrupt_grace=self.settings.interrupt_grace,
+            track_files=self.settings.track_files,
+        )
+        self.totals["executions"] += 1
+        return await session.execute(_core.validate_code(code), lang, limits, on_stdout, on_stderr)
+
+    async def interrupt(self, session_id: str) -> bool:
+        """Interrupt whatever runs in the session; False when nothing was running."""
+        return await self.session(session_id).interrupt()
+
+    # -- files -------------------------------------------------------------------------------------
+
+    async def upload(self, session_id: str, path: str, data: bytes) -> FileInfo:
+        """Write ``data`` to ``path`` inside the session directory (parents are created)."""
+        session = self.session(session_id)
+        target = _core.resolve_in_root(session.working_dir, path)
+        if target == session.working_dir.resolve():
+            raise PathError("Upload needs a file name, not the session directory itself.")
+        if target.is_dir():
+            raise InvalidRequestError(f"{path!r} is a directory; name the file to write.")
+        session.touch()
+        return await asyncio.to_thread(_write_file, session.working_dir.resolve(), target, data)
+
+    async def download(self, session_id: str, path: str) -> bytes:
+        """Read a file from the session directory."""
+        session = self.session(session_id)
+        target = _core.resolve_in_root(session.working_dir, path)
+        session.touch()
+        if not target.is_file():
+            raise FileNotFoundInSessionError(
+                f"No file {path!r} in the session directory. Use list_files() to see what is there."
+            )
+        return await asyncio.to_thread(target.read_bytes)
+
+    async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
+        """List a directory of the session (non-recursive), folders first."""
+        session = self.session(session_id)
+        target = _core.resolve_in_root(session.working_dir, path)
+        if not target.is_dir():
+            raise FileNotFoundInSessionError(f"No directory {path!r} in the session directory.")
+        return await asyncio.to_thread(_list_dir, session.working_dir.resolve(), target)
+
+    # -- figures -----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters for health reports."""
+        return {
+            "active_sessions": len(self._sessions),
+            "running_executions": sum(1 for s in self._sessions.values() if s.busy),
+            "pooled_kernels": sum(len(q) for q in self._pool.values()),
+            **self.totals,
+        }
+
+
+def _file_info(root: Path, path: Path) -> FileInfo:
+    st = path.stat()
+    return FileInfo(
+        path=_core.relative_posix(root, path),
+        size=0 if path.is_dir() else st.st_size,
+        is_dir=path.is_dir(),
+        modified_at=datetime.fromtimestamp(st.st_mtime, timezone.utc),
+    )
+
+
+def _write_file(root: Path, target: Path, data: bytes) -> FileInfo:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # O_NOFOLLOW: a symlink planted at the target after our check must not redirect the write.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return _file_info(root, target)
+
+
+def _list_dir(root: Path, folder: Path) -> list[FileInfo]:
+    entries = []
+    for child in sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+        if child.parent == root and child.name == ".coderunner":
+            continue
+        with contextlib.suppress(OSError):
+            entries.append(_file_info(root, child))
+    return entries

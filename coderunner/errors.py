@@ -1,0 +1,192 @@
+"""The coderunner exception tree: few classes, each with a stable ``code`` string.
+
+Failures in the *user's* code are never exceptions: they come back as data on
+:class:`~coderunner.models.ExecutionResult` (``status``, ``exit_code``,
+``error``). The exceptions below mean coderunner could not do what was asked::
+
+    CodeRunnerError                     code="error"
+    ├── ConfigurationError              code="configuration"       bad option, unknown language or backend
+    ├── MissingDependencyError          code="missing_dependency"  an optional extra is not installed
+    ├── InvalidRequestError             code="invalid_request"     bad argument (empty code, bad timeout)
+    │   └── PathError                   code="path_not_allowed"    a path escapes the session directory
+    ├── NotFoundError                   code="not_found"           unknown session, task, file
+    │   ├── SessionNotFoundError        code="session_not_found"
+    │   ├── TaskNotFoundError           code="task_not_found"
+    │   └── FileNotFoundInSessionError  code="file_not_found"
+    ├── CapacityError                   code="capacity"            too many sessions or jobs (retryable)
+    ├── BackendError                    code="backend"             the engine failed (kernel would not start)
+    │   └── BackendUnavailableError     code="backend_unavailable" engine missing or unreachable (retryable)
+    ├── AuthenticationError             code="authentication"      a remote backend refused the key
+    ├── RateLimitError                  code="rate_limited"        a remote backend asked us to slow down (retryable)
+    └── UnsupportedOperationError       code="unsupported"         the backend cannot do this
+
+Every backend translates its own library's exceptions (``zmq``, ``httpx``,
+``docker``) into this tree at its edge, so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "BackendUnavailableError",
+    "CapacityError",
+    "CodeRunnerError",
+    "ConfigurationError",
+    "FileNotFoundInSessionError",
+    "InvalidRequestError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "PathError",
+    "RateLimitError",
+    "SessionNotFoundError",
+    "TaskNotFoundError",
+    "UnsupportedOperationError",
+    "error_for_code",
+]
+
+
+class CodeRunnerError(Exception):
+    """Base of every exception coderunner raises.
+
+    Attributes:
+        code: A stable machine-readable string; safe to branch on.
+        retryable: True when the same call may succeed if tried again later.
+        message: The human-readable explanation, saying what to do.
+    """
+
+    code: ClassVar[str] = "error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the JSON-ready form used by the REST server and tool adapters."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class ConfigurationError(CodeRunnerError):
+    """An option, language or backend name is not valid."""
+
+    code = "configuration"
+
+
+class MissingDependencyError(ConfigurationError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    code = "missing_dependency"
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'coderunner[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class InvalidRequestError(CodeRunnerError):
+    """An argument is not acceptable (empty code, timeout out of range, ...)."""
+
+    code = "invalid_request"
+
+
+class PathError(InvalidRequestError):
+    """A file path would leave the session's working directory."""
+
+    code = "path_not_allowed"
+
+
+class NotFoundError(CodeRunnerError):
+    """Something that was named does not exist."""
+
+    code = "not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """The session does not exist (never created, closed, or expired)."""
+
+    code = "session_not_found"
+
+
+class TaskNotFoundError(NotFoundError):
+    """The async task or job id is unknown."""
+
+    code = "task_not_found"
+
+
+class FileNotFoundInSessionError(NotFoundError):
+    """The file does not exist in the session's working directory."""
+
+    code = "file_not_found"
+
+
+class CapacityError(CodeRunnerError):
+    """A limit was reached (sessions, jobs); close something or retry later."""
+
+    code = "capacity"
+    retryable = True
+
+
+class BackendError(CodeRunnerError):
+    """The execution engine failed in a way that is not the user's code's fault."""
+
+    code = "backend"
+
+
+class BackendUnavailableError(BackendError):
+    """The engine is missing, not started, or unreachable."""
+
+    code = "backend_unavailable"
+    retryable = True
+
+
+class AuthenticationError(CodeRunnerError):
+    """A remote backend rejected the credentials."""
+
+    code = "authentication"
+
+
+class RateLimitError(CodeRunnerError):
+    """A remote backend asked the client to slow down."""
+
+    code = "rate_limited"
+    retryable = True
+
+
+class UnsupportedOperationError(CodeRunnerError):
+    """The selected backend does not support this operation."""
+
+    code = "unsupported"
+
+
+_BY_CODE: dict[str, type[CodeRunnerError]] = {}
+
+
+def _index(cls: type[CodeRunnerError]) -> None:
+    _BY_CODE[cls.code] = cls
+    for sub in cls.__subclasses__():
+        _index(sub)
+
+
+_index(CodeRunnerError)
+
+
+def error_for_code(code: str, message: str) -> CodeRunnerError:
+    """Rebuild the exception for a stable ``code`` (used by remote clients).
+
+    Args:
+        code: A code from :data:`CodeRunnerError.code`; unknown codes give the base class.
+        message: The message to carry.
+
+    Returns:
+        An instance of the matching exception class.
+    """
+    cls = _BY_CODE.get(code, CodeRunnerError)
+    if cls is MissingDependencyError:
+        return ConfigurationError(message)
+    return cls(message)

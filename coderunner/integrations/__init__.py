@@ -1,0 +1,1 @@
+"""Agent framework adapters built on the one ToolSpec list."""
