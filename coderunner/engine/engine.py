@@ -164,8 +164,11 @@ class Engine:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-        for task in list(self._pool_tasks):
+        pool_tasks = list(self._pool_tasks)
+        for task in pool_tasks:
             task.cancel()
+        # Wait for half-started pool kernels to be shut down before their directory goes away.
+        await asyncio.gather(*pool_tasks, return_exceptions=True)
         sessions = list(self._sessions.values())
         self._sessions.clear()
         pooled = [k for q in self._pool.values() for k in q]

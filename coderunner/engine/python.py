@@ -33,6 +33,14 @@ _START_TIMEOUT = 60.0
 _KERNEL_ARGS = ["--HistoryManager.enabled=False", "--HistoryManager.hist_file=:memory:"]
 
 
+# IPython warns "To exit: use 'exit'..." on sys.exit(); for a script runner that is noise.
+_SETUP_CODE = """
+import warnings as __cr_w
+__cr_w.filterwarnings("ignore", message="To exit: use", category=UserWarning)
+del __cr_w
+"""
+
+
 class PythonKernel(Kernel):
     """One ipykernel process per instance."""
 
@@ -91,9 +99,16 @@ class PythonKernel(Kernel):
             kc.start_channels()
             self._kc = kc
             await kc.wait_for_ready(timeout=_START_TIMEOUT)
+        except asyncio.CancelledError:
+            await self.shutdown()
+            raise
         except Exception as exc:  # any failure to start is an engine failure, not user error
             await self.shutdown()
             raise BackendError(f"The Python kernel did not start: {exc}") from exc
+        reply = await self.execute(_SETUP_CODE, _NullSink(), silent=True)
+        if reply.error is not None:
+            await self.shutdown()
+            raise BackendError(f"The Python kernel could not be prepared: {reply.error}")
 
     async def configure(self, cwd: Path, env: Mapping[str, str]) -> None:
         """Change the kernel's directory and environment (for kernels taken from the warm pool)."""
@@ -148,6 +163,9 @@ class PythonKernel(Kernel):
         if content.get("status") == "error":
             reply.error = reply.error or _error_info(content)
             reply.exit_code = _exit_code_for(reply.error)
+            if reply.error.name == "SystemExit":
+                # sys.exit(n) is not a crash: report its status quietly, as a script run would.
+                reply.error = None if reply.exit_code == 0 else ErrorInfo(name="SystemExit", value=reply.error.value)
         elif content.get("status") == "aborted":
             reply.error = ErrorInfo(name="Aborted", value="the kernel aborted this execution")
             reply.exit_code = 1
