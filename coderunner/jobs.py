@@ -66,6 +66,8 @@ class TaskTable:
                 return task
             task = task.model_copy(update=changes)
             self._tasks[task_id] = task
+            if task.is_complete:
+                self._trim()
             return task
 
     def start(self, task_id: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,10 +30,10 @@ class _Frozen(BaseModel):
 class _DictAccess:
     """Mixin giving read-only ``obj["field"]`` access, as older coderunner/InstaVM examples use."""
 
-    _aliases: dict[str, str] = {}
+    key_aliases: ClassVar[dict[str, str]] = {}
 
     def __getitem__(self, key: str) -> Any:
-        name = self._aliases.get(key, key)
+        name = self.key_aliases.get(key, key)
         if name not in type(self).model_fields and not isinstance(  # type: ignore[attr-defined]
             getattr(type(self), name, None), property
         ):
@@ -42,7 +42,7 @@ class _DictAccess:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and (
-            key in self._aliases or key in type(self).model_fields  # type: ignore[attr-defined]
+            key in self.key_aliases or key in type(self).model_fields  # type: ignore[attr-defined]
         )
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -129,7 +129,7 @@ class Output(_Frozen, _DictAccess):
 class ExecutionResult(_Frozen, _DictAccess):
     """What one execution produced. User-code failures are reported here, never raised."""
 
-    _aliases = {"output": "stdout"}
+    key_aliases: ClassVar[dict[str, str]] = {"output": "stdout"}
 
     status: ExecutionStatus = Field(
         description="'ok'; 'error' (exception or non-zero exit); 'timeout' (interrupted after the time limit); "

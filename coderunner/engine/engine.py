@@ -130,6 +130,7 @@ class Engine:
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._kernels: dict[int, float | None] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._closed = False
         self._started = False
         self.root = Path(settings.runtime_dir)
@@ -305,6 +306,7 @@ class Engine:
             kernel_provider=self._provide,
         )
         self._sessions[session_id] = session
+        self._wake.set()
         self.totals["sessions_created"] += 1
         if warm:
             try:
@@ -367,7 +369,10 @@ class Engine:
 
     async def _expire_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._expiry_period())
+            # Sleep until the next check is due, or until a new session may need an earlier one.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._expiry_period())
+            self._wake.clear()
             now = time.monotonic()
             for sid, session in list(self._sessions.items()):
                 reason = session.expiry_reason(now)
@@ -377,8 +382,13 @@ class Engine:
                     await self._drop(sid, f"it expired at {stamp} because {reason}")
 
     def _expiry_period(self) -> float:
-        idle = [s.idle_timeout for s in self._sessions.values() if s.idle_timeout]
-        return max(0.2, min([5.0, *(t / 4 for t in idle)]))
+        limits = [5.0]
+        for s in self._sessions.values():
+            if s.idle_timeout:
+                limits.append(s.idle_timeout / 4)
+            if s.expires_at is not None:
+                limits.append(s.expires_at.timestamp() - time.time())
+        return max(0.1, min(limits))
 
     # -- execution ---------------------------------------------------------------------------------
 

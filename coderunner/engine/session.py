@@ -152,8 +152,8 @@ class EngineSession:
 
     @property
     def busy(self) -> bool:
-        """True while an execution runs or waits for the lock."""
-        return self._lock.locked()
+        """True while an execution runs or waits for the lock, or an interpreter is starting."""
+        return self._lock.locked() or bool(self._starting)
 
     def expiry_reason(self, now_monotonic: float) -> str | None:
         """Why the session should expire now, or None."""
@@ -203,6 +203,7 @@ class EngineSession:
             await kernel.shutdown()
             raise BackendError("The session was closed while its interpreter was starting.")
         self.kernels[language] = kernel
+        self.touch()  # starting took time that must not count as idleness
         return kernel
 
     async def close(self) -> None:
