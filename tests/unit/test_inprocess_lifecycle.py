@@ -1,0 +1,132 @@
+"""InProcess lifecycle: kernels are cleaned up on close, at exit, on expiry, and after a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from coderunner import CapacityError, CodeRunner, SessionNotFoundError
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _pids(runner: CodeRunner) -> list[int]:
+    return [
+        int(runner.execute("import os; print(os.getpid())").stdout),
+        int(runner.execute("echo $$", "bash").stdout),
+        int(runner.execute("console.log(process.pid)", "javascript").stdout),
+    ]
+
+
+def test_close_stops_every_kernel_and_removes_dirs(tmp_path: Path) -> None:
+    runner = CodeRunner(runtime_dir=str(tmp_path), pool_size=1)
+    pids = _pids(runner)
+    workdir = Path(runner.get_session_info().working_dir)
+    child = int(runner.execute("sleep 300 & echo $!", "bash").stdout)
+    assert workdir.is_dir()
+    runner.close()
+    for pid in [*pids, child]:
+        assert _wait_gone(pid), f"process {pid} survived close()"
+    assert not workdir.exists()
+    assert list(tmp_path.glob("e-*")) == []
+
+
+def test_interpreter_exit_without_close_cleans_up(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        from coderunner import CodeRunner
+        r = CodeRunner()
+        print(r.execute("import os; print(os.getpid())").stdout.strip())
+        print(r.execute("echo $$", "bash").stdout.strip(), flush=True)
+        """
+    )
+    env = {**os.environ, "CODERUNNER_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for pid in map(int, out.stdout.split()):
+        assert _wait_gone(pid), f"kernel {pid} outlived its runner process"
+    assert list(tmp_path.glob("e-*")) == []
+
+
+def test_orphans_of_a_killed_runner_are_reaped_at_next_start(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, signal
+        from coderunner import CodeRunner
+        r = CodeRunner()
+        print(r.execute("echo $$", "bash").stdout.strip())
+        print(r.execute("console.log(process.pid)", "javascript").stdout.strip(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)   # no atexit, no finalizers: a real crash
+        """
+    )
+    env = {**os.environ, "CODERUNNER_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == -signal.SIGKILL
+    orphans = list(map(int, out.stdout.split()))
+    assert len(orphans) == 2
+    assert all(psutil.pid_exists(p) for p in orphans), "the crash should have left orphans to reap"
+    assert len(list(tmp_path.glob("e-*"))) == 1
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as fresh:
+        for pid in orphans:
+            assert _wait_gone(pid), f"orphan {pid} was not reaped"
+        assert [p.name for p in tmp_path.glob("e-*")] == [fresh.backend.engine.dir.name]  # type: ignore[attr-defined]
+
+
+def test_idle_default_session_is_replaced_with_a_warning(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), idle_timeout=0.5, pool_size=0) as runner:
+        runner.execute("x = 1")
+        old = runner.session_id
+        time.sleep(2.0)
+        result = runner.execute("print('x' in dir())")
+        assert result.stdout == "False\n"
+        assert result.state_lost is True
+        assert result.warnings and "idle" in result.warnings[0]
+        assert runner.session_id != old
+        with pytest.raises(SessionNotFoundError, match="expired"):
+            runner.execute("print(1)", session_id=old)
+
+
+def test_lifetime_ends_a_session(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
+        s = runner.session(lifetime=0.5)
+        time.sleep(2.0)
+        with pytest.raises(SessionNotFoundError, match="lifetime"):
+            s.execute("print(1)")
+        assert not s.is_active()
+
+
+def test_max_sessions_is_enforced_with_a_clear_message(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), max_sessions=2, pool_size=0) as runner:
+        a = runner.session("bash")
+        runner.session("bash")
+        with pytest.raises(CapacityError, match="max_sessions"):
+            runner.session("bash")
+        a.close()
+        runner.session("bash").close()
+
+
+def test_warm_pool_refills(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=1) as runner:
+        engine = runner.backend.engine  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while runner.backend.stats()["pooled_kernels"] < 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert runner.backend.stats()["pooled_kernels"] == 1  # type: ignore[attr-defined]
+        s = runner.session()
+        assert s.execute("import os; print(os.getcwd())").stdout.strip() == s.info().working_dir
+        assert engine is not None
