@@ -58,32 +58,34 @@ class _Running:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _Usage:
-    """CPU seconds and peak RSS of a kernel process (and its reaped children) around one execution."""
+class _Meter:
+    """CPU seconds and peak RSS of one kernel process (and its reaped children), per execution."""
 
     def __init__(self, pid: int | None) -> None:
-        self._proc: psutil.Process | None = None
-        self._cpu0 = 0.0
         self._pid = pid
-        if pid is None:
-            return
-        try:
-            self._proc = psutil.Process(pid)
-            self._cpu0 = self._cpu()
-        except psutil.Error:
-            self._proc = None
-        self._reset_peak()
+        self._cpu0 = 0.0
+        self._proc: psutil.Process | None = None
+        if pid is not None:
+            with contextlib.suppress(psutil.Error):
+                self._proc = psutil.Process(pid)  # cached: building one per call costs more than reading it
 
     def _cpu(self) -> float:
         assert self._proc is not None
         t = self._proc.cpu_times()
         return float(t.user + t.system + t.children_user + t.children_system)
 
-    def _reset_peak(self) -> None:
+    def start(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            self._cpu0 = self._cpu()
+        except psutil.Error:
+            self._proc = None
+            return
         # Linux lets a process owner reset the "high water mark" so VmHWM covers just this execution.
-        if sys.platform.startswith("linux") and self._pid is not None:
-            with contextlib.suppress(OSError):
-                Path(f"/proc/{self._pid}/clear_refs").write_text("5")
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError), open(f"/proc/{self._pid}/clear_refs", "w") as fh:
+                fh.write("5")
 
     def finish(self) -> tuple[float | None, int | None]:
         if self._proc is None:
@@ -94,8 +96,8 @@ class _Usage:
             return None, None
         peak: int | None = None
         if sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError, ValueError):
-                for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
+            with contextlib.suppress(OSError, ValueError), open(f"/proc/{self._pid}/status") as fh:
+                for line in fh:
                     if line.startswith("VmHWM:"):
                         peak = int(line.split()[1]) * 1024
                         break
@@ -142,6 +144,7 @@ class EngineSession:
         self._lock = asyncio.Lock()
         self._running: _Running | None = None
         self._starting: dict[str, asyncio.Task[Kernel]] = {}
+        self._meters: dict[int, _Meter] = {}
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -260,8 +263,11 @@ class EngineSession:
             on_stdout=on_stdout,
             on_stderr=on_stderr,
         )
-        before = await asyncio.to_thread(_core.snapshot_files, self.working_dir) if limits.track_files else None
-        usage = _Usage(kernel.pid)
+        # Inline, not in a thread: a scandir of a typical session directory takes microseconds,
+        # a thread hop costs more, and snapshot_files stops at a bounded number of entries.
+        before = _core.snapshot_files(self.working_dir) if limits.track_files else None
+        usage = self._meter(kernel)
+        usage.start()
         running = _Running(kernel)
         self._running = running
         started = time.perf_counter()
@@ -326,7 +332,7 @@ class EngineSession:
         if notes and error is not None:
             error = ErrorInfo(name=error.name, value=f"{error.value} ({'; '.join(notes)})", traceback=error.traceback)
 
-        after = await asyncio.to_thread(_core.snapshot_files, self.working_dir) if limits.track_files else None
+        after = _core.snapshot_files(self.working_dir) if limits.track_files else None
         created, modified = _core.diff_snapshots(before, after)
         stdout = sink.out.text()
         stderr = sink.err.text()
@@ -353,6 +359,17 @@ class EngineSession:
             state_lost=state_lost,
             execution_count=reply.execution_count,
         )
+
+    def _meter(self, kernel: Kernel) -> _Meter:
+        pid = kernel.pid
+        if pid is None:
+            return _Meter(None)
+        meter = self._meters.get(pid)
+        if meter is None:
+            live = {k.pid for k in self.kernels.values()}
+            self._meters = {p: m for p, m in self._meters.items() if p in live}
+            meter = self._meters[pid] = _Meter(pid)
+        return meter
 
     @staticmethod
     async def _wait(
