@@ -43,8 +43,8 @@ _SETTING_NAMES = (
     "interrupt_grace",
     "track_files",
 )
-# A package spec: a name, optional extras/version/url-ish characters, never an option flag.
-_PACKAGE = re.compile(r"^[A-Za-z0-9@][A-Za-z0-9._\-\[\],=<>!~@/:+ ]*$")
+# A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
+_PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+ ]*$")
 _TASK_POLL = 0.05
 
 

@@ -130,3 +130,9 @@ def test_warm_pool_refills(tmp_path: Path) -> None:
         s = runner.session()
         assert s.execute("import os; print(os.getcwd())").stdout.strip() == s.info().working_dir
         assert engine is not None
+
+
+async def test_sync_client_works_inside_a_running_event_loop(tmp_path: Path) -> None:
+    # Jupyter and FastAPI handlers call sync code from inside a loop; asyncio.run() would fail there.
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
+        assert runner.execute("print('inside')").stdout == "inside\n"
