@@ -238,6 +238,20 @@ class _Stream:
             self._emit(text)
 
 
+def _sigint_ignored() -> bool:
+    """True when this process ignores SIGINT (e.g. it was started in the background by a shell).
+
+    An ignored signal is inherited across exec, and bash refuses to trap a signal that was
+    ignored when it started, so interrupts would silently stop working.
+    """
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def _restore_sigint() -> None:
+    # Runs in the child between fork and exec; only needed (and only used) when SIGINT is ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class BashKernel(Kernel):
     """One persistent bash process per instance."""
 
@@ -287,6 +301,7 @@ class BashKernel(Kernel):
                 # Its own process group: interrupt and shutdown signal the group, reaching
                 # every command the user started, and never the Python process.
                 start_new_session=True,
+                preexec_fn=_restore_sigint if _sigint_ignored() else None,
             )
         except FileNotFoundError as exc:
             for fd in (ctl_w, out_r, err_r):

@@ -136,3 +136,28 @@ async def test_sync_client_works_inside_a_running_event_loop(tmp_path: Path) -> 
     # Jupyter and FastAPI handlers call sync code from inside a loop; asyncio.run() would fail there.
     with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
         assert runner.execute("print('inside')").stdout == "inside\n"
+
+
+def test_interrupts_work_when_the_caller_ignores_sigint(tmp_path: Path) -> None:
+    # A program started in the background by a shell inherits SIGINT as ignored; bash would
+    # then refuse to trap it and every timeout would cost the session its state.
+    script = textwrap.dedent(
+        """
+        from coderunner import CodeRunner
+        with CodeRunner(pool_size=0) as r:
+            r.execute("kept=yes", "bash")
+            t = r.execute("sleep 100", "bash", timeout=1)
+            print(t.status, t.state_lost, r.execute("echo $kept", "bash").stdout.strip())
+        """
+    )
+    env = {**os.environ, "CODERUNNER_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["timeout", "False", "yes"]
