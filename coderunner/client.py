@@ -44,7 +44,7 @@ _SETTING_NAMES = (
     "track_files",
 )
 # A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
-_PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+ ]*$")
+_PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+]*$")
 _TASK_POLL = 0.05
 
 

@@ -195,6 +195,9 @@ class FakeBackend:
         """List stored files below ``path``."""
         self._session(session_id)
         prefix = "" if path in (".", "", "./") else self._key(path).rstrip("/") + "/"
+        if prefix and not any(k.startswith(prefix) for k in self._files[session_id]):
+            # Like the real backends: a missing directory (or a file path) is an error, not [].
+            raise FileNotFoundInSessionError(f"No directory {path!r} in the session directory.")
         return [
             FileInfo(path=k, size=len(v), modified_at=_now())
             for k, v in sorted(self._files[session_id].items())
