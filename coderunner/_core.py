@@ -220,10 +220,20 @@ def build_result(
     )
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot reach a child process's environment
+        return False
+    return True
+
+
 def merge_env(base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
     """Return ``base`` updated with ``extra``, checking that every key and value is a string."""
     env = dict(base)
     for key, value in (extra or {}).items():
+        if isinstance(key, str) and isinstance(value, str) and not (_encodable(key) and _encodable(value)):
+            raise InvalidRequestError(f"Environment variable {key!r} is not valid UTF-8 text.")
         if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
             raise InvalidRequestError(f"Invalid environment variable name {key!r}.")
         if not isinstance(value, str) or "\x00" in value:

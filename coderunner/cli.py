@@ -94,4 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Import by name: subcommands register on the module `coderunner.cli`, not on this `__main__` copy.
+    from coderunner.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,833 @@
+"""The InstaVM backend: run code on an InstaVM-protocol server (the InstaVM cloud, or ``coderunner serve``).
+
+Sync :class:`InstaVMBackend` (``httpx.Client``) and async :class:`AsyncInstaVMBackend`
+(``httpx.AsyncClient``) are twins over :class:`_Wire`, which builds every request and parses every
+answer without doing I/O; the twins only send.
+
+Configuration: ``api_key`` > ``INSTAVM_API_KEY``; ``base_url`` > ``INSTAVM_BASE_URL`` >
+``https://api.instavm.io``. A key is required unless the server is on loopback (a local
+``coderunner serve`` without ``--api-key``).
+
+What the protocol gives, and what it does not:
+
+* Rich result fields (``status``, ``error``, ``outputs``, ``files_created``, ...) are read when the
+  server sends them (``coderunner serve`` does) and derived from ``stdout``/``stderr``/``exit_code``
+  otherwise.
+* ``timeout`` travels as whole seconds, at most 600 (a longer or absent limit is capped, with a
+  warning on the result). With ``on_stdout``/``on_stderr``, output is streamed as it comes through
+  coderunner serve's ``/execute/stream`` route; other servers deliver it in one piece after the run.
+* ``interrupt`` and ``list_files`` use routes only ``coderunner serve`` has; other servers give
+  :class:`~coderunner.errors.UnsupportedOperationError`.
+* Sessions always have a lifetime on this protocol: ``lifetime`` defaults to one hour.
+
+Errors: HTTP statuses and transport failures become :mod:`coderunner.errors` exceptions (401/403:
+AuthenticationError naming ``INSTAVM_API_KEY``, 429: RateLimitError, unknown session:
+SessionNotFoundError, unreachable server: BackendUnavailableError, 5xx: BackendError); no ``httpx``
+exception escapes. Only failures to connect (nothing was sent) are retried, with backoff: code that
+may have run is never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import ValidationError
+
+from coderunner import _core
+from coderunner.config import Settings
+from coderunner.errors import (
+    AuthenticationError,
+    BackendError,
+    BackendUnavailableError,
+    CodeRunnerError,
+    ConfigurationError,
+    FileNotFoundInSessionError,
+    InvalidRequestError,
+    PathError,
+    RateLimitError,
+    SessionNotFoundError,
+    UnsupportedOperationError,
+    error_for_code,
+)
+from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncInstaVMBackend", "InstaVMBackend", "factory"]
+
+DEFAULT_BASE_URL = "https://api.instavm.io"
+API_KEY_ENV = "INSTAVM_API_KEY"
+BASE_URL_ENV = "INSTAVM_BASE_URL"
+DEFAULT_HTTP_TIMEOUT = 30.0
+"""Seconds to wait for answers to calls other than execute (execute waits for its own timeout)."""
+DEFAULT_LIFETIME = 3600.0
+WIRE_MAX_TIMEOUT = 600
+_ANSWER_MARGIN = 10.0  # extra seconds an execute call waits beyond the code's own limit
+_BACKOFF = 0.25
+_OPTIONS = {"api_key", "base_url", "http_timeout", "max_retries"}
+_UNROUTED = {"route_not_found", "method_not_allowed"}
+
+NotFound = Callable[[str], CodeRunnerError]
+
+_TRANSPORT: dict[str, Any] = {
+    # Short keep-alive: a server closing an idle connection just as we reuse it would fail a POST
+    # that must not be retried.
+    "limits": httpx.Limits(keepalive_expiry=2.0),
+    # httpx sends headers and body in separate writes; with Nagle on, the body can wait for the
+    # server's delayed ACK (tens of milliseconds per request).
+    "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One HTTP request, described without sending it."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    data: dict[str, str] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    params: dict[str, str] | None = None
+    timeout: float | None = None
+    not_found: NotFound = field(default=lambda detail: SessionNotFoundError(detail))
+
+    @property
+    def idempotent(self) -> bool:
+        """True when sending it twice cannot run anything twice."""
+        return self.method in ("GET", "HEAD")
+
+
+class _Wire:
+    """Request building and answer parsing shared by both clients (no I/O here)."""
+
+    name = "instavm"
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        self.settings = settings or Settings.from_env(backend="instavm")
+        url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {url!r}.")
+        self.base_url = url.rstrip("/")
+        self.api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        if self.api_key is None and not _is_loopback_url(self.base_url):
+            raise AuthenticationError(
+                f"No API key for {self.base_url}. Set {API_KEY_ENV} or pass api_key=... "
+                "(only a server on this machine, such as a local 'coderunner serve', may be used without one)."
+            )
+        if http_timeout <= 0:
+            raise ConfigurationError("http_timeout must be positive.")
+        if max_retries < 0:
+            raise ConfigurationError("max_retries cannot be negative.")
+        self.http_timeout = http_timeout
+        self.max_retries = max_retries
+        self.languages: dict[str, str] = {}  # sessions created here -> their default language
+        self.streaming = True  # until the server shows it has no /execute/stream route
+        self.closed = False
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        """Headers sent with every request."""
+        return {"X-API-Key": self.api_key} if self.api_key else {}
+
+    def check_open(self) -> None:
+        """Refuse calls after close()."""
+        if self.closed:
+            raise ConfigurationError("This backend is closed; create a new CodeRunner.")
+
+    def url(self, path: str) -> str:
+        """Absolute URL of a route."""
+        return self.base_url + path
+
+    def retry_delay(self, attempt: int) -> float:
+        """Backoff before retry number ``attempt`` (0-based)."""
+        return float(_BACKOFF * (2**attempt))
+
+    def transport_error(self, call: _Call, exc: httpx.HTTPError) -> CodeRunnerError:
+        """Translate an httpx failure (nothing usable came back)."""
+        where = f"{call.method} {self.base_url}{call.path}"
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return BackendUnavailableError(
+                f"Cannot reach the InstaVM server at {self.base_url} ({exc}). Check that it is running and that "
+                f"{BASE_URL_ENV} / base_url is right."
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendError(f"{where} got no answer within {call.timeout or self.http_timeout:g} s.")
+        if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+            return ConfigurationError(f"Invalid InstaVM URL {self.base_url!r}: {exc}")
+        return BackendError(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def answer(self, call: _Call, status: int, content: bytes) -> Any:
+        """Parse a response: the JSON payload on success, the matching exception otherwise."""
+        payload = _json_or_none(content)
+        if 200 <= status < 300:
+            if payload is None and content:
+                raise BackendError(f"{call.method} {call.path} answered {status} with a body that is not JSON.")
+            return payload
+        raise self.error(call, status, payload, content)
+
+    def error(self, call: _Call, status: int, payload: Any, content: bytes) -> CodeRunnerError:
+        """The exception for an error answer."""
+        code: str | None = None
+        if isinstance(payload, dict):
+            raw = payload.get("detail", payload.get("message", ""))
+            detail = raw if isinstance(raw, str) else str(raw)
+            code = payload.get("code") if isinstance(payload.get("code"), str) else None
+        else:
+            detail = content.decode("utf-8", "replace").strip()[:500]
+        detail = detail or f"HTTP {status}"
+        if status == 401:
+            return AuthenticationError(
+                f"{self.base_url} rejected the API key ({detail}). Set {API_KEY_ENV} or pass api_key=... with a "
+                "valid key."
+            )
+        if status == 403:
+            return AuthenticationError(f"{self.base_url} refused the request ({detail}); check {API_KEY_ENV}.")
+        if status in (404, 405) and (code in _UNROUTED or (code is None and call.not_found is _unsupported)):
+            return UnsupportedOperationError(
+                f"The server at {self.base_url} has no {call.method} {call.path.split('?')[0]} route ({detail}); "
+                "this operation needs coderunner serve."
+            )
+        if code is not None and code not in _UNROUTED and code != "error":
+            return error_for_code(code, detail)
+        if status == 404:
+            return call.not_found(detail)
+        if status in (400, 413, 422):
+            return InvalidRequestError(detail)
+        if status == 429:
+            return RateLimitError(f"{self.base_url} asked to slow down: {detail}")
+        if status == 501:
+            return UnsupportedOperationError(detail)
+        if status == 503:
+            return BackendUnavailableError(f"{self.base_url} is unavailable (503): {detail}")
+        return BackendError(f"{self.base_url} answered HTTP {status} to {call.method} {call.path}: {detail}")
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    def create_session_call(
+        self,
+        language: str,
+        env: Mapping[str, str] | None,
+        working_dir: str | None,
+        lifetime: float | None,
+        idle_timeout: float | None,
+        metadata: Mapping[str, str] | None,
+    ) -> tuple[_Call, str]:
+        """The session-creation request and the session's normalised language."""
+        self.check_open()
+        lang = _core.normalize_language(language)
+        if working_dir is not None:
+            raise UnsupportedOperationError("working_dir cannot be chosen on the InstaVM backend; omit it.")
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidRequestError("lifetime must be a positive number of seconds.")
+        seconds = min(max(math.ceil(lifetime or DEFAULT_LIFETIME), 20), 86_400)
+        body: dict[str, Any] = {"api_key": self.api_key or "", "vm_lifetime_seconds": seconds}
+        if env:
+            body["env"] = _core.merge_env({}, env)
+        if metadata:
+            body["metadata"] = {str(k): str(v) for k, v in metadata.items()}
+        if lang != "python":
+            body["language"] = lang  # coderunner serve honours it; others ignore unknown keys
+        if idle_timeout is not None:
+            body["idle_timeout"] = idle_timeout
+        return _Call("POST", "/v1/sessions/session", json=body), lang
+
+    def session_created(self, payload: Any, language: str) -> SessionInfo:
+        """Parse the creation answer and remember the session."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("session_id"), str):
+            raise BackendError("The server did not return a session_id when creating a session.")
+        info = self.session_info(payload, payload["session_id"], language)
+        self.languages[info.session_id] = info.language
+        return info
+
+    def session_info(self, payload: Any, session_id: str, language: str | None = None) -> SessionInfo:
+        """Parse a session description; raises SessionNotFoundError when it says the session ended."""
+        if not isinstance(payload, dict):
+            raise BackendError("The server's session description is not a JSON object.")
+        status = str(payload.get("vm_status") or payload.get("status") or "active")
+        if status not in ("active", "running", "ready"):
+            reason = payload.get("reason") or f"its status is {status!r}"
+            raise SessionNotFoundError(f"Session {session_id} is gone: {reason}. Start a new session.")
+        known = {k: v for k, v in payload.items() if k in SessionInfo.model_fields}
+        try:
+            return SessionInfo.model_validate({**known, "status": "active"})
+        except ValidationError:
+            pass  # not coderunner's shape (the InstaVM cloud): keep what we can read
+        created = payload.get("created_at")
+        try:
+            created_at = datetime.fromisoformat(str(created).replace("Z", "+00:00")) if created else _now()
+        except ValueError:
+            created_at = _now()
+        return SessionInfo(
+            session_id=session_id,
+            status="active",
+            language=language or self.languages.get(session_id, "python"),
+            working_dir=str(payload.get("working_dir") or ""),
+            created_at=created_at,
+            last_activity_at=created_at,
+            backend=self.name,
+        )
+
+    def get_session_call(self, session_id: str) -> _Call:
+        """Describe a session."""
+        self.check_open()
+        return _Call("GET", f"/v1/sessions/session/{quote(session_id, safe='')}")
+
+    def close_session_call(self, session_id: str) -> _Call:
+        """Stop a session."""
+        self.check_open()
+        return _Call("POST", "/kill", json={"session_id": session_id})
+
+    # -- execution ---------------------------------------------------------------------------------
+
+    def execute_call(
+        self, session_id: str, code: str, language: str | None, timeout: float | None
+    ) -> tuple[_Call, str, list[str]]:
+        """The execute request, the language it runs as, and warnings to attach to the result."""
+        self.check_open()
+        code = _core.validate_code(code)
+        lang = _core.normalize_language(language or self.languages.get(session_id, "python"))
+        limit = _core.validate_timeout(timeout, self.settings.timeout)
+        warnings = []
+        if limit is None or limit > WIRE_MAX_TIMEOUT:
+            asked = "no limit" if limit is None else f"{limit:g} s"
+            warnings.append(f"the InstaVM protocol allows at most {WIRE_MAX_TIMEOUT} s per execution ({asked} asked)")
+            limit = float(WIRE_MAX_TIMEOUT)
+        seconds = min(max(math.ceil(limit), 1), WIRE_MAX_TIMEOUT)
+        body = {"command": code, "session_id": session_id, "language": lang, "timeout": seconds}
+        return _Call("POST", "/execute", json=body, timeout=seconds + _ANSWER_MARGIN), lang, warnings
+
+    def execution_result(self, payload: Any, session_id: str, language: str, warnings: list[str]) -> ExecutionResult:
+        """Parse an execute answer: rich fields when present, derived from stdout/stderr/exit_code otherwise."""
+        if not isinstance(payload, dict):
+            raise BackendError("The server's execution result is not a JSON object.")
+        fields = {k: v for k, v in payload.items() if k in ExecutionResult.model_fields and v is not None}
+        fields.setdefault("stdout", payload.get("output") or "")
+        fields["session_id"] = fields.get("session_id") or session_id
+        fields["language"] = fields.get("language") or language
+        fields["warnings"] = [*fields.get("warnings", []), *warnings]
+        if "status" not in fields:
+            exit_code = fields.get("exit_code", 0)
+            fields["status"] = "ok" if exit_code in (0, None) else "error"
+        try:
+            return ExecutionResult.model_validate(fields)
+        except ValidationError:
+            pass  # a field we do not understand: keep the essentials
+        try:
+            exit_code = int(payload.get("exit_code") or 0)
+        except (TypeError, ValueError):
+            exit_code = 1
+        return ExecutionResult(
+            status="ok" if exit_code == 0 else "error",
+            stdout=str(payload.get("stdout") or payload.get("output") or ""),
+            stderr=str(payload.get("stderr") or ""),
+            exit_code=exit_code,
+            language=language,
+            session_id=session_id,
+            warnings=warnings,
+        )
+
+    def stream_call(
+        self, session_id: str, code: str, language: str | None, timeout: float | None
+    ) -> tuple[_Call, str, list[str]]:
+        """Like :meth:`execute_call`, for coderunner serve's streaming route (NDJSON output events)."""
+        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        return replace(call, path="/execute/stream", not_found=_unsupported), lang, warnings
+
+    def stream_refused(self, call: _Call, status: int, content: bytes) -> CodeRunnerError | None:
+        """The error for a refused stream request, or None when the server simply has no such route."""
+        error = self.error(call, status, _json_or_none(content), content)
+        if status in (404, 405) and isinstance(error, UnsupportedOperationError):
+            self.streaming = False  # an InstaVM server without our extension: use /execute from now on
+            return None
+        return error
+
+    @staticmethod
+    def stream_event(
+        line: str, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+    ) -> Any:
+        """Handle one NDJSON line: forward output to the callbacks; return the result payload when it arrives."""
+        if not line.strip():
+            return None
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise BackendError(f"The server's output stream sent a line that is not JSON: {line[:200]!r}") from None
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "stdout" and on_stdout is not None:
+            on_stdout(str(event.get("text", "")))
+        elif kind == "stderr" and on_stderr is not None:
+            on_stderr(str(event.get("text", "")))
+        elif kind == "result":
+            return event.get("result")
+        elif kind == "error":
+            raise error_for_code(str(event.get("code") or "backend"), str(event.get("detail") or "execution failed"))
+        return None
+
+    def interrupt_call(self, session_id: str) -> _Call:
+        """Interrupt the session's running execution (coderunner serve only)."""
+        self.check_open()
+        return _Call("POST", f"/sessions/{quote(session_id, safe='')}/interrupt", not_found=_unsupported)
+
+    @staticmethod
+    def interrupted(payload: Any) -> bool:
+        """Parse the interrupt answer."""
+        return bool(isinstance(payload, dict) and payload.get("interrupted"))
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def upload_call(self, session_id: str, path: str, data: bytes) -> _Call:
+        """Multipart upload of ``data`` to ``path`` in the session."""
+        self.check_open()
+        _check_path(path)
+        name = PurePosixPath(path).name or "upload"
+        return _Call(
+            "POST",
+            "/upload",
+            data={"remote_path": path, "session_id": session_id, "recursive": "false"},
+            files={"file": (name, bytes(data), "application/octet-stream")},
+            not_found=lambda detail: SessionNotFoundError(detail),
+        )
+
+    @staticmethod
+    def uploaded(payload: Any, path: str, size: int) -> FileInfo:
+        """Parse the upload answer."""
+        if isinstance(payload, dict):
+            modified = payload.get("modified_at")
+            try:
+                modified_at = datetime.fromisoformat(str(modified).replace("Z", "+00:00")) if modified else _now()
+            except ValueError:
+                modified_at = _now()
+            return FileInfo(
+                path=str(payload.get("path") or path), size=int(payload.get("size") or size), modified_at=modified_at
+            )
+        return FileInfo(path=path, size=size, modified_at=_now())
+
+    def download_call(self, session_id: str, path: str) -> _Call:
+        """Form-encoded download of ``path``."""
+        self.check_open()
+        _check_path(path)
+        return _Call(
+            "POST",
+            "/download",
+            data={"filename": path, "session_id": session_id},
+            not_found=lambda detail: FileNotFoundInSessionError(detail),
+        )
+
+    @staticmethod
+    def downloaded(payload: Any) -> bytes:
+        """Decode the base64 ``content`` of a download answer."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("content"), str):
+            raise BackendError("The server's download answer has no base64 'content'.")
+        try:
+            return base64.b64decode(payload["content"], validate=True)
+        except ValueError as exc:
+            raise BackendError(f"The server's download content is not valid base64: {exc}") from None
+
+    def list_files_call(self, session_id: str, path: str) -> _Call:
+        """List a directory (coderunner serve only)."""
+        self.check_open()
+        return _Call(
+            "GET", f"/sessions/{quote(session_id, safe='')}/files", params={"path": path}, not_found=_unsupported
+        )
+
+    @staticmethod
+    def file_list(payload: Any) -> list[FileInfo]:
+        """Parse a directory listing."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
+            raise BackendError("The server's file listing has no 'files' list.")
+        try:
+            return [FileInfo.model_validate(item) for item in payload["files"]]
+        except ValidationError as exc:
+            raise BackendError(f"The server's file listing was not understood: {exc}") from None
+
+
+def _unsupported(detail: str) -> CodeRunnerError:
+    return UnsupportedOperationError(detail)
+
+
+def _check_path(path: str) -> None:
+    # Same message as the local engines; the server checks containment itself.
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
+
+
+def _json_or_none(content: bytes) -> Any:
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+_STREAM_ENDED = "The server's output stream ended before the execution's result arrived."
+
+
+class InstaVMBackend(_Wire):
+    """Synchronous InstaVM backend (``httpx.Client``). See :class:`coderunner.backend.Backend`.
+
+    Args:
+        settings: Runner settings (default timeout).
+        api_key: API key (default ``INSTAVM_API_KEY``); optional for a server on loopback.
+        base_url: Server URL (default ``INSTAVM_BASE_URL`` or https://api.instavm.io).
+        http_timeout: Seconds to wait for answers other than executions.
+        max_retries: Retries of requests that could not connect (nothing was sent).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(
+            settings, api_key=api_key, base_url=base_url, http_timeout=http_timeout, max_retries=max_retries
+        )
+        self._client = httpx.Client(
+            headers=self.headers(), timeout=http_timeout, transport=httpx.HTTPTransport(**_TRANSPORT)
+        )
+
+    def _send(self, call: _Call) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.request(
+                    call.method,
+                    self.url(call.path),
+                    json=call.json,
+                    data=call.data,
+                    files=call.files,
+                    params=call.params,
+                    timeout=call.timeout or self.http_timeout,
+                )
+            except httpx.HTTPError as exc:
+                retry = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or (
+                    call.idempotent and isinstance(exc, httpx.TransportError)
+                )
+                if retry and attempt < self.max_retries:
+                    time.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+            return self.answer(call, response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    def create_session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        """Create a session on the server (InstaVM's VM)."""
+        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        return self.session_created(self._send(call), lang)
+
+    def get_session(self, session_id: str) -> SessionInfo:
+        """Describe a session; SessionNotFoundError once it ended."""
+        return self.session_info(self._send(self.get_session_call(session_id)), session_id)
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """The live sessions this backend created."""
+        alive = []
+        for sid in list(self.languages):
+            try:
+                alive.append(self.get_session(sid))
+            except SessionNotFoundError:
+                self.languages.pop(sid, None)
+        return alive
+
+    def close_session(self, session_id: str) -> None:
+        """Stop a session."""
+        self._send(self.close_session_call(session_id))
+        self.languages.pop(session_id, None)
+
+    def execute(
+        self,
+        session_id: str,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code remotely.
+
+        With callbacks, output is streamed as it comes (coderunner serve) or delivered in one piece
+        after the run (other InstaVM servers).
+        """
+        if (on_stdout is not None or on_stderr is not None) and self.streaming:
+            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            payload = self._stream(call, on_stdout, on_stderr)
+            if payload is not None:
+                return self.execution_result(payload, session_id, lang, warnings)
+        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        result = self.execution_result(self._send(call), session_id, lang, warnings)
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
+    def _stream(
+        self, call: _Call, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+    ) -> Any:
+        """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._client.stream(
+                    call.method, self.url(call.path), json=call.json, timeout=call.timeout or self.http_timeout
+                ) as response:
+                    if response.status_code >= 300:
+                        error = self.stream_refused(call, response.status_code, response.read())
+                        if error is None:
+                            return None
+                        raise error
+                    for line in response.iter_lines():
+                        payload = self.stream_event(line, on_stdout, on_stderr)
+                        if payload is not None:
+                            return payload
+                raise BackendError(_STREAM_ENDED)
+            except httpx.HTTPError as exc:
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and attempt < self.max_retries:
+                    time.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+        raise AssertionError("unreachable")
+
+    def interrupt(self, session_id: str) -> bool:
+        """Interrupt the session's running execution (coderunner serve only)."""
+        return self.interrupted(self._send(self.interrupt_call(session_id)))
+
+    def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
+        """Write bytes to a path in the session."""
+        return self.uploaded(self._send(self.upload_call(session_id, path, data)), path, len(data))
+
+    def download_file(self, session_id: str, path: str) -> bytes:
+        """Read a file of the session."""
+        return self.downloaded(self._send(self.download_call(session_id, path)))
+
+    def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
+        """List a directory of the session (coderunner serve only)."""
+        return self.file_list(self._send(self.list_files_call(session_id, path)))
+
+    def close(self) -> None:
+        """Stop the sessions this backend created and release the connection pool. Idempotent."""
+        if self.closed:
+            return
+        for sid in list(self.languages):
+            # Already gone or server unreachable: nothing more to do for that session.
+            with contextlib.suppress(CodeRunnerError):
+                self.close_session(sid)
+        self.closed = True
+        self._client.close()
+
+
+class AsyncInstaVMBackend(_Wire):
+    """Asynchronous InstaVM backend (``httpx.AsyncClient``). See :class:`coderunner.backend.AsyncBackend`.
+
+    Takes the same arguments as :class:`InstaVMBackend`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(
+            settings, api_key=api_key, base_url=base_url, http_timeout=http_timeout, max_retries=max_retries
+        )
+        self._client = httpx.AsyncClient(
+            headers=self.headers(), timeout=http_timeout, transport=httpx.AsyncHTTPTransport(**_TRANSPORT)
+        )
+
+    async def _send(self, call: _Call) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await self._client.request(
+                    call.method,
+                    self.url(call.path),
+                    json=call.json,
+                    data=call.data,
+                    files=call.files,
+                    params=call.params,
+                    timeout=call.timeout or self.http_timeout,
+                )
+            except httpx.HTTPError as exc:
+                retry = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or (
+                    call.idempotent and isinstance(exc, httpx.TransportError)
+                )
+                if retry and attempt < self.max_retries:
+                    await asyncio.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+            return self.answer(call, response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    async def create_session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        """Create a session on the server."""
+        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        return self.session_created(await self._send(call), lang)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """Describe a session; SessionNotFoundError once it ended."""
+        return self.session_info(await self._send(self.get_session_call(session_id)), session_id)
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """The live sessions this backend created."""
+        alive = []
+        for sid in list(self.languages):
+            try:
+                alive.append(await self.get_session(sid))
+            except SessionNotFoundError:
+                self.languages.pop(sid, None)
+        return alive
+
+    async def close_session(self, session_id: str) -> None:
+        """Stop a session."""
+        await self._send(self.close_session_call(session_id))
+        self.languages.pop(session_id, None)
+
+    async def execute(
+        self,
+        session_id: str,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code remotely; output is streamed to the callbacks as with :meth:`InstaVMBackend.execute`."""
+        if (on_stdout is not None or on_stderr is not None) and self.streaming:
+            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            payload = await self._stream(call, on_stdout, on_stderr)
+            if payload is not None:
+                return self.execution_result(payload, session_id, lang, warnings)
+        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        result = self.execution_result(await self._send(call), session_id, lang, warnings)
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
+    async def _stream(
+        self, call: _Call, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+    ) -> Any:
+        """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self._client.stream(
+                    call.method, self.url(call.path), json=call.json, timeout=call.timeout or self.http_timeout
+                ) as response:
+                    if response.status_code >= 300:
+                        error = self.stream_refused(call, response.status_code, await response.aread())
+                        if error is None:
+                            return None
+                        raise error
+                    async for line in response.aiter_lines():
+                        payload = self.stream_event(line, on_stdout, on_stderr)
+                        if payload is not None:
+                            return payload
+                raise BackendError(_STREAM_ENDED)
+            except httpx.HTTPError as exc:
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and attempt < self.max_retries:
+                    await asyncio.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+        raise AssertionError("unreachable")
+
+    async def interrupt(self, session_id: str) -> bool:
+        """Interrupt the session's running execution (coderunner serve only)."""
+        return self.interrupted(await self._send(self.interrupt_call(session_id)))
+
+    async def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
+        """Write bytes to a path in the session."""
+        return self.uploaded(await self._send(self.upload_call(session_id, path, data)), path, len(data))
+
+    async def download_file(self, session_id: str, path: str) -> bytes:
+        """Read a file of the session."""
+        return self.downloaded(await self._send(self.download_call(session_id, path)))
+
+    async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
+        """List a directory of the session (coderunner serve only)."""
+        return self.file_list(await self._send(self.list_files_call(session_id, path)))
+
+    async def aclose(self) -> None:
+        """Stop the sessions this backend created and release the connection pool. Idempotent."""
+        if self.closed:
+            return
+        for sid in list(self.languages):
+            # Already gone or server unreachable: nothing more to do for that session.
+            with contextlib.suppress(CodeRunnerError):
+                await self.close_session(sid)
+        self.closed = True
+        await self._client.aclose()
+
+
+def factory(settings: Settings, *, asynchronous: bool, **options: Any) -> InstaVMBackend | AsyncInstaVMBackend:
+    """Registry entry for ``backend="instavm"``; options: api_key, base_url, http_timeout, max_retries."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"The instavm backend does not take: {', '.join(sorted(unknown))}. It takes: {', '.join(sorted(_OPTIONS))}."
+        )
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    cls = AsyncInstaVMBackend if asynchronous else InstaVMBackend
+    return cls(settings, **kwargs)
