@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coderunner import _core
 from coderunner.backend import AsyncBackend, Backend, create_async_backend, create_backend
@@ -28,6 +29,9 @@ from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, InvalidRequestError, SessionNotFoundError
 from coderunner.jobs import TaskTable
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
+
+if TYPE_CHECKING:
+    from coderunner.browser.client import AsyncBrowserManager, BrowserManager
 
 __all__ = ["AsyncCodeRunner", "AsyncSession", "CodeRunner", "Session"]
 
@@ -195,6 +199,13 @@ class CodeRunner:
     def session_id(self) -> str | None:
         """The default session's id, once it exists."""
         return self._core.session_id
+
+    @functools.cached_property
+    def browser(self) -> BrowserManager:
+        """Browser sessions on this runner's backend (InstaVM-style; needs ``coderunner[browser]``)."""
+        from coderunner.browser.client import browser_manager_for
+
+        return browser_manager_for(self.backend)
 
     @property
     def settings(self) -> Settings:
@@ -426,6 +437,9 @@ class CodeRunner:
             for task_id in list(self._running_tasks):
                 self.cancel_task(task_id)
             self._pool.shutdown(wait=False, cancel_futures=True)
+        browser = self.__dict__.get("browser")
+        if browser is not None and not self._owns_backend:
+            browser.close_all()  # an owned backend closes its browser sessions itself
         if self._owns_backend:
             self.backend.close()
         else:
@@ -553,6 +567,13 @@ class AsyncCodeRunner:
                 create_async_backend, settings=self._core.settings, **self._core.backend_options
             )
         return self._backend
+
+    @functools.cached_property
+    def browser(self) -> AsyncBrowserManager:
+        """Browser sessions on this runner's backend (created on first use)."""
+        from coderunner.browser.client import async_browser_manager_for
+
+        return async_browser_manager_for(self._get_backend)
 
     @property
     def backend(self) -> AsyncBackend:
@@ -787,6 +808,9 @@ class AsyncCodeRunner:
             await self.cancel_task(task_id)
         for task in list(self._tasks.values()):
             task.cancel()
+        browser = self.__dict__.get("browser")
+        if browser is not None and self._backend is not None and not self._owns_backend:
+            await browser.close_all()
         if self._backend is None:
             return
         if self._owns_backend:

@@ -7,6 +7,8 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v bash >/dev/null 2>&1 || need+=(bash)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# Browser tests: Debian's Chromium (Playwright's own download cannot run here).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -15,6 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
+    # Recommended packages stay: Chromium needs its fonts to render text.
+    apt-get install -y -qq "${need[@]}"
 fi
-echo "setup-test-env: node $(node --version), bash ${BASH_VERSION}"
+echo "setup-test-env: node $(node --version), bash ${BASH_VERSION}, $(/usr/bin/chromium --version 2>/dev/null)"

@@ -2,15 +2,22 @@
 
 Not a security boundary: code runs as your user, with your files and network.
 Use the Docker backend for untrusted code.
+
+It also has the browser capability (:mod:`coderunner.browser.protocol`): a Chromium driven by
+Playwright on the same engine thread, started on the first browser session.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from coderunner._loop import LoopThread
+from coderunner.browser.config import BrowserSettings
+from coderunner.browser.engine import BrowserEngine
+from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
 from coderunner.config import Settings
 from coderunner.engine.engine import Engine
 from coderunner.errors import ConfigurationError
@@ -27,6 +34,8 @@ class _Host:
     def __init__(self, settings: Settings, backend_name: str) -> None:
         self.thread = LoopThread()
         self.engine = Engine(settings, backend_name=backend_name)
+        self.browser: BrowserEngine | None = None
+        self.browser_lock = threading.Lock()
         self.closed = False
         try:
             self.thread.run(self.engine.start())
@@ -39,20 +48,47 @@ class _Host:
             return
         self.closed = True
         try:
-            self.thread.run(self.engine.close(), timeout=30)
+            self.thread.run(self._close_all(), timeout=30)
         except Exception:  # the loop may already be gone at interpreter exit; kill directly
+            if self.browser is not None:
+                self.browser.kill_now()
             self.engine.kill_now()
         finally:
             self.thread.stop()
+
+    async def _close_all(self) -> None:
+        if self.browser is not None:
+            await self.browser.close()
+        await self.engine.close()
+
+    def get_browser(self, settings: BrowserSettings | None, backend_name: str) -> BrowserEngine:
+        """The browser engine, created on first use (Chromium itself starts with the first session)."""
+        with self.browser_lock:
+            if self.browser is None:
+                self.browser = BrowserEngine(
+                    settings,
+                    # Under the engine directory: the orphan reaper removes it, and the registered pid
+                    # lets Engine.kill_now() and reap_orphans() kill a browser left by a crashed runner.
+                    runtime_dir=self.engine.dir / "browser",
+                    register_pid=self.engine._register,
+                    backend_name=backend_name,
+                )
+            return self.browser
 
 
 class _Base:
     name = "inprocess"
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, browser_settings: BrowserSettings | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        self.browser_settings = browser_settings
         self._host = _Host(self.settings, self.name)
         self._finalizer = weakref.finalize(self, self._host.shutdown)
+
+    @property
+    def browser_engine(self) -> BrowserEngine:
+        """The browser engine (its methods must run on the engine's loop)."""
+        return self._host.get_browser(self.browser_settings, self.name)
 
     @property
     def engine(self) -> Engine:
@@ -60,8 +96,11 @@ class _Base:
         return self._host.engine
 
     def stats(self) -> dict[str, int]:
-        """Session and execution counters."""
-        return self._host.engine.stats()
+        """Session and execution counters (and the browser's, once it was used)."""
+        stats = self._host.engine.stats()
+        if self._host.browser is not None:
+            stats.update(self._host.browser.stats())
+        return stats
 
 
 class InProcessBackend(_Base):
@@ -141,6 +180,94 @@ class InProcessBackend(_Base):
     def close(self) -> None:
         """Stop every session and kernel this backend started."""
         self._finalizer()
+
+    # -- browser capability (coderunner.browser.protocol.BrowserBackend) ---------------------------
+
+    def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session (Chromium starts with the first one)."""
+        return self._run(
+            self.browser_engine.create_session(viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout)
+        )
+
+    def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return self._run(self.browser_engine.get_session(session_id))
+
+    def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session."""
+        return self._run(self.browser_engine.list_sessions())
+
+    def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session."""
+        self._run(self.browser_engine.close_session(session_id))
+
+    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        return self._run(self.browser_engine.navigate(session_id, url, wait_timeout))
+
+    def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        return self._run(self.browser_engine.click(session_id, selector, force, timeout))
+
+    def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        return self._run(self.browser_engine.type(session_id, selector, text, delay, timeout))
+
+    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        return self._run(self.browser_engine.fill(session_id, selector, value, timeout))
+
+    def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        return self._run(self.browser_engine.scroll(session_id, selector, x, y))
+
+    def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        return self._run(self.browser_engine.wait_for(session_id, condition, selector, timeout))
+
+    def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        return self._run(self.browser_engine.screenshot(session_id, full_page, format, clip, quality))
+
+    def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self._run(self.browser_engine.extract_elements(session_id, selector, attributes))
+
+    def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        return self._run(
+            self.browser_engine.extract_content(session_id, include_interactive, include_anchors, max_anchors)
+        )
 
 
 class AsyncInProcessBackend(_Base):
@@ -224,9 +351,105 @@ class AsyncInProcessBackend(_Base):
         # Shutting down blocks on the engine thread; keep the caller's loop free meanwhile.
         await asyncio.to_thread(self._finalizer)
 
+    # -- browser capability (coderunner.browser.protocol.AsyncBrowserBackend) ---------------------------
+
+    async def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session (Chromium starts with the first one)."""
+        return await self._run(
+            self.browser_engine.create_session(viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout)
+        )
+
+    async def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return await self._run(self.browser_engine.get_session(session_id))
+
+    async def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session."""
+        return await self._run(self.browser_engine.list_sessions())
+
+    async def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session."""
+        await self._run(self.browser_engine.close_session(session_id))
+
+    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        return await self._run(self.browser_engine.navigate(session_id, url, wait_timeout))
+
+    async def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        return await self._run(self.browser_engine.click(session_id, selector, force, timeout))
+
+    async def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        return await self._run(self.browser_engine.type(session_id, selector, text, delay, timeout))
+
+    async def browser_fill(
+        self, session_id: str, selector: str, value: str, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        return await self._run(self.browser_engine.fill(session_id, selector, value, timeout))
+
+    async def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        return await self._run(self.browser_engine.scroll(session_id, selector, x, y))
+
+    async def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        return await self._run(self.browser_engine.wait_for(session_id, condition, selector, timeout))
+
+    async def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        return await self._run(self.browser_engine.screenshot(session_id, full_page, format, clip, quality))
+
+    async def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return await self._run(self.browser_engine.extract_elements(session_id, selector, attributes))
+
+    async def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        return await self._run(
+            self.browser_engine.extract_content(session_id, include_interactive, include_anchors, max_anchors)
+        )
+
 
 def factory(settings: Settings, *, asynchronous: bool, **options: Any) -> InProcessBackend | AsyncInProcessBackend:
-    """Registry entry: build the InProcess backend."""
+    """Registry entry: build the InProcess backend (its only option: ``browser_settings``)."""
+    browser_settings = options.pop("browser_settings", None)
     if options:
-        raise ConfigurationError(f"The inprocess backend takes no options; got {', '.join(sorted(options))}.")
-    return AsyncInProcessBackend(settings) if asynchronous else InProcessBackend(settings)
+        raise ConfigurationError(
+            f"The inprocess backend takes only browser_settings; got {', '.join(sorted(options))}."
+        )
+    if browser_settings is not None and not isinstance(browser_settings, BrowserSettings):
+        raise ConfigurationError("browser_settings must be a coderunner.browser.BrowserSettings.")
+    cls = AsyncInProcessBackend if asynchronous else InProcessBackend
+    return cls(settings, browser_settings=browser_settings)
