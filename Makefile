@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo install test test-deps lint format typecheck unit bench clean
+.PHONY: demo install test test-deps lint format typecheck unit bench clean docker-engine docker-base docker-image docker-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,29 @@ demo: install
 test-deps: $(BIN)/python
 	bash scripts/setup-test-env.sh
 	$(BIN)/pip install -q -e '.[dev]'
+	$(MAKE) docker-image
 
-## test: install what the tests need, check lint and types, run the whole suite
+## test: install what the tests need, check lint and types, run the whole suite (engines stopped after)
 test: test-deps lint
-	$(BIN)/pytest
+	bash scripts/docker-engine.sh start-tcp 23750
+	CODERUNNER_TEST_REMOTE_DOCKER=tcp://127.0.0.1:23750 $(BIN)/pytest; s=$$?; $(MAKE) docker-stop; exit $$s
+
+## docker-engine: install (if missing) and start dockerd without a bridge or firewall changes (+ gVisor)
+docker-engine:
+	CODERUNNER_WITH_RUNSC=1 bash scripts/docker-engine.sh start
+
+## docker-base: the sandbox's base image built offline (debootstrap + docker import)
+docker-base: docker-engine
+	bash docker/build-base.sh
+
+## docker-image: the sandbox image (skipped when its content hash exists)
+docker-image: docker-base
+	$(BIN)/coderunner image build
+
+## docker-stop: stop the Docker engines the scripts started
+docker-stop:
+	bash scripts/docker-engine.sh stop-tcp
+	bash scripts/docker-engine.sh stop
 
 ## unit: the suite without installing anything (for a prepared machine)
 unit:

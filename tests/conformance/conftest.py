@@ -19,8 +19,55 @@ def _inprocess() -> BackendFactories:
     return (lambda: CodeRunner(backend="inprocess"), lambda: AsyncCodeRunner(backend="inprocess"))
 
 
+def _docker(request: pytest.FixtureRequest, **options: Any) -> BackendFactories:
+    """LocalDocker: skipped with the reason when no engine answers; the image is built once (content hash)."""
+    pytest.importorskip(
+        "docker", reason="the Docker backend needs the 'docker' package: pip install 'coderunner[docker]'"
+    )
+    from coderunner.backends.docker import connect, ensure_image
+    from coderunner.errors import BackendUnavailableError
+
+    try:
+        client = connect()
+    except BackendUnavailableError as exc:
+        pytest.skip(f"no Docker engine: {exc.message}")
+    ensure_image(client)
+    runtime = options.get("runtime")
+    if runtime is not None and runtime not in (client.info().get("Runtimes") or {}):
+        pytest.skip(f"the Docker engine has no {runtime!r} runtime (apt-get install runsc; scripts/docker-engine.sh)")
+    client.close()
+    return (lambda: CodeRunner(backend="docker", **options), lambda: AsyncCodeRunner(backend="docker", **options))
+
+
+def _server_helpers() -> Any:
+    # tests/ is not a package: load the server suite's helpers by path, once.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "_coderunner_server_test_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "server" / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _instavm(request: pytest.FixtureRequest) -> BackendFactories:
+    """The InstaVM wire protocol against a live `coderunner serve` on loopback."""
+    server = _server_helpers().start_live_server(api_key="conformance-key")
+    request.addfinalizer(server.stop)
+    opts = {"base_url": server.base_url, "api_key": "conformance-key"}
+    return (lambda: CodeRunner(backend="instavm", **opts), lambda: AsyncCodeRunner(backend="instavm", **opts))
+
+
 PROVIDERS: dict[str, Callable[[pytest.FixtureRequest], BackendFactories]] = {
     "inprocess": lambda request: _inprocess(),
+    "instavm": _instavm,
+    "docker": _docker,
+    "docker-runsc": lambda request: _docker(request, runtime="runsc"),
 }
 
 

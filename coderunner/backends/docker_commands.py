@@ -1,0 +1,150 @@
+"""The ``coderunner image build|status|prune`` subcommands, and ``sandbox-agent`` (the Docker sandbox's main process).
+
+Registered with :mod:`coderunner.cli`, which imports this module lazily. Importing it needs no optional
+dependency; the ``docker`` package is imported when an ``image`` command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from coderunner.cli import register_command
+
+__all__: list[str] = []
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from coderunner.backends.docker import ImageSpec
+
+    return ImageSpec(base=args.base, datascience=args.datascience)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from coderunner.backends.docker import IMAGE_REPO, build_image, connect, expected_tag
+
+    client = connect()
+    spec = _spec(args)
+    tag = expected_tag(client, spec)
+    if not args.force and any(tag in image.tags for image in client.images.list(name=IMAGE_REPO)):
+        print(f"coderunner image: {tag} is up to date (--force rebuilds it)", file=sys.stderr)
+    else:
+        build_image(client, spec, tag=tag)
+    if args.tag:
+        client.images.get(tag).tag(args.tag)
+        print(f"coderunner image: tagged {tag} as {args.tag}", file=sys.stderr)
+    print(tag)
+    return 0
+
+
+def _size(num: float) -> str:
+    return f"{num / 1e6:.0f} MB"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from coderunner.backends.docker import IMAGE_REPO, LABEL_IMAGE, LABEL_MANAGED, LABEL_RUNNER, connect, expected_tag
+
+    client = connect()
+    info = client.info()
+    runtimes = ", ".join(sorted((info.get("Runtimes") or {}).keys()))
+    print(f"engine:   Docker {info.get('ServerVersion')} at {client.api.base_url} (runtimes: {runtimes})")
+    current = expected_tag(client, _spec(args))
+    print(f"expected: {current}")
+    images = client.images.list(filters={"label": f"{LABEL_IMAGE}=sandbox"})
+    if not images:
+        print("images:   none built yet (the Docker backend builds one on first use; or run 'coderunner image build')")
+    for image in images:
+        tags = [t for t in image.tags if t.startswith(IMAGE_REPO)] or ["<untagged>"]
+        created = image.attrs.get("Created", "")[:19].replace("T", " ")
+        mark = "  (current)" if current in image.tags else ""
+        print(f"image:    {', '.join(tags)}  {_size(image.attrs.get('Size', 0))}  created {created}{mark}")
+    containers = client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+    runners = {(c.get("Labels") or {}).get(LABEL_RUNNER) for c in containers}
+    print(f"sandboxes: {len(containers)} containers of {len(runners)} runners")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from coderunner.backends.docker import IMAGE_REPO, LABEL_IMAGE, connect, expected_tag, sweep_orphans
+    from coderunner.config import Settings
+
+    client = connect()
+    removed = sweep_orphans(client, Settings.from_env().runtime_dir)
+    print(f"coderunner image: removed {removed} containers left by runners that are gone", file=sys.stderr)
+    keep = None if args.all else expected_tag(client, _spec(args))
+    for image in client.images.list(filters={"label": f"{LABEL_IMAGE}=sandbox"}):
+        if keep is not None and keep in image.tags:
+            continue
+        names = [t for t in image.tags if t.startswith(IMAGE_REPO)] or [image.short_id]
+        try:
+            for name in names:
+                client.images.remove(name, noprune=False)
+        except Exception as exc:  # in use by a running sandbox, most likely: report and go on
+            print(f"coderunner image: kept {', '.join(names)}: {exc}", file=sys.stderr)
+        else:
+            print(f"coderunner image: removed {', '.join(names)}", file=sys.stderr)
+    return 0
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from coderunner.backends.docker import run_agent
+
+    return run_agent(
+        uds=args.uds,
+        host=args.host,
+        port=args.port,
+        workdir=args.workdir,
+        api_key=os.environ.get("CODERUNNER_AGENT_KEY") or None,
+    )
+
+
+def _datascience(text: str) -> bool:
+    return text.lower() not in ("0", "false", "no", "off")
+
+
+def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    image = sub.add_parser(
+        "image",
+        help="build, inspect and prune the Docker backend's sandbox image",
+        description="The Docker backend runs sessions in an image built locally from docker/Dockerfile and "
+        "tagged by a hash of its content (never pulled). Without a registry, build the offline base first: "
+        "sudo docker/build-base.sh.",
+    )
+    image_sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    for name, func, text in (
+        ("build", _cmd_build, "build the image for this coderunner version (skipped when up to date)"),
+        ("status", _cmd_status, "show the engine, the expected tag and the images built"),
+        ("prune", _cmd_prune, "remove outdated sandbox images and containers of dead runners"),
+    ):
+        p = image_sub.add_parser(name, help=text)
+        p.add_argument("--base", default=None, help="base image (CODERUNNER_DOCKER_BASE)")
+        p.add_argument(
+            "--datascience",
+            type=_datascience,
+            default=None,
+            metavar="1|0",
+            help="numpy, pandas, matplotlib and pillow in the image (CODERUNNER_DOCKER_DATASCIENCE, default 1)",
+        )
+        p.set_defaults(func=func)
+        if name == "build":
+            p.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+            p.add_argument("--tag", default=None, help="also tag the image with this name (e.g. for docker run)")
+        if name == "prune":
+            p.add_argument("--all", action="store_true", help="remove the current image too")
+
+    agent = sub.add_parser(
+        "sandbox-agent",
+        help="(internal) the Docker sandbox's main process: serve this container's engine",
+        description="Runs inside a sandbox container: the coderunner server for one session, on a unix socket "
+        "(--uds) or TCP. Started by the Docker backend; not meant to be run by hand.",
+    )
+    agent.add_argument("--uds", default=None, help="unix socket path to listen on")
+    agent.add_argument("--host", default="127.0.0.1", help="TCP interface (without --uds)")
+    agent.add_argument("--port", type=int, default=0, help="TCP port (without --uds; 0 = any)")
+    agent.add_argument("--workdir", default="/work", help="the session directory")
+    agent.set_defaults(func=_cmd_agent)
+
+
+register_command(_add_commands)

@@ -1,0 +1,80 @@
+"""The Docker backend's pure parts: option parsing, death messages, the Dockerfile it builds from (no engine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from coderunner import ConfigurationError
+from coderunner.backends.docker import ContainerOptions, _death_message, find_dockerfile, parse_memory
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512m", 512 * 1024**2), ("1g", 1024**3), ("1.5GiB", int(1.5 * 1024**3)), ("64MB", 64 * 1024**2), (2**30, 2**30)],
+)
+def test_parse_memory(text: str | int, size: int) -> None:
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("bad", ["lots", "1m", "-1g", True, ""])
+def test_parse_memory_refuses_nonsense(bad: object) -> None:
+    with pytest.raises(ConfigurationError):
+        parse_memory(bad)  # type: ignore[arg-type]
+
+
+def test_defaults_are_locked_down() -> None:
+    options = ContainerOptions()
+    assert options.network_mode == "none"
+    assert options.read_only is True
+    assert parse_memory(options.memory) == 1024**3
+    assert options.pids_limit == 256
+
+
+def test_network_values() -> None:
+    assert ContainerOptions(network=True).network_mode is None  # the engine's default network
+    assert ContainerOptions(network="host").network_mode == "host"
+    assert ContainerOptions(network="none").network_mode == "none"
+    assert ContainerOptions(network="my-net").network_mode == "my-net"
+
+
+def test_environment_and_overrides() -> None:
+    env = {
+        "CODERUNNER_DOCKER_MEMORY": "2g",
+        "CODERUNNER_DOCKER_CPUS": "1.5",
+        "CODERUNNER_DOCKER_PIDS_LIMIT": "512",
+        "CODERUNNER_DOCKER_NETWORK": "default",
+        "CODERUNNER_DOCKER_RUNTIME": "runsc",
+    }
+    options = ContainerOptions.from_env(env)
+    assert (options.memory, options.cpus, options.pids_limit, options.runtime) == ("2g", 1.5, 512, "runsc")
+    assert options.network_mode is None
+    narrower = options.with_overrides({"memory": "256m", "cpus": None})
+    assert (narrower.memory, narrower.cpus) == ("256m", 1.5)
+    with pytest.raises(ConfigurationError, match="Unknown Docker option"):
+        options.with_overrides({"colour": "blue"})
+    with pytest.raises(ConfigurationError, match="CODERUNNER_DOCKER_CPUS"):
+        ContainerOptions.from_env({"CODERUNNER_DOCKER_CPUS": "many"})
+
+
+def test_gvisor_needs_enough_pids() -> None:
+    with pytest.raises(ConfigurationError, match="64"):
+        ContainerOptions(runtime="runsc", pids_limit=32)
+
+
+def test_death_messages_say_what_happened() -> None:
+    oom, code = _death_message({"OOMKilled": True, "ExitCode": 137}, "1g")
+    assert "memory limit (1g" in oom and code == 137
+    stopped, code = _death_message({"Running": False, "ExitCode": 1}, "1g")
+    assert "exit status 1" in stopped and code == 1
+    assert "was removed" in _death_message({}, "1g")[0]
+    for message in (oom, stopped):
+        assert "variables and imports were lost" in message and "files in the session directory remain" in message
+
+
+def test_the_dockerfile_is_found_and_builds_offline() -> None:
+    text = find_dockerfile().read_text()
+    assert "ARG BASE=python:3.12-slim" in text
+    assert "--no-index" in text  # never reaches an index from inside the build
+    assert "USER ${UID}" in text
