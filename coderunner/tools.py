@@ -241,6 +241,53 @@ class CloseSessionArgs(ToolArgs):
     session_id: str = Field(description="Id of the session to close, as returned by start_session.")
 
 
+_BROWSER_SESSION_DESCRIPTION = (
+    "Browser session to act in (an id from browser_create_session). Leave unset to use the default browser "
+    "session, which keeps its page between calls."
+)
+
+
+class BrowserCreateSessionArgs(ToolArgs):
+    viewport_width: int = Field(default=1280, ge=100, le=4000, description="Page width in CSS pixels.")
+    viewport_height: int = Field(default=800, ge=100, le=4000, description="Page height in CSS pixels.")
+
+
+class BrowserNavigateArgs(ToolArgs):
+    url: str = Field(description="The URL to open, e.g. 'https://example.com/page'.")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class BrowserClickArgs(ToolArgs):
+    selector: str = Field(description="CSS selector of the element to click, e.g. '#submit' or 'a.next'.")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class BrowserFillArgs(ToolArgs):
+    selector: str = Field(description="CSS selector of the input, textarea or select to fill, e.g. '#email'.")
+    value: str = Field(description="The value to put in the field (replaces what it held).")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class BrowserTypeArgs(ToolArgs):
+    selector: str = Field(description="CSS selector of the element to type into.")
+    text: str = Field(description="The text to type, key by key (fires key events, unlike browser_fill).")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class BrowserScreenshotArgs(ToolArgs):
+    full_page: bool = Field(default=False, description="Capture the whole page instead of only the visible part.")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class BrowserExtractContentArgs(ToolArgs):
+    url: str | None = Field(default=None, description="Open this URL first. Leave unset to read the current page.")
+    session_id: str | None = Field(default=None, description=_BROWSER_SESSION_DESCRIPTION)
+
+
+class NavigateAndGetTextArgs(ToolArgs):
+    url: str = Field(description="The URL of the page to read.")
+
+
 _SESSION_ID_DESCRIPTION = "Run in this session (an id from start_session). Leave unset to use the default session."
 
 _session_variants: dict[type[ToolArgs], type[ToolArgs]] = {}
@@ -303,6 +350,8 @@ class ToolSpec:
         aliases: Other names the dispatcher accepts for this tool (never exported).
         session_tool: True for start_session/close_session, exported only when sessions are exposed.
         read_only: True when the tool does not change the session (an MCP hint).
+        browser_tool: True for the browser tools, exported only when the browser is asked for
+            (they need ``coderunner[browser]`` and Chromium). Their ``session_id`` names a *browser* session.
     """
 
     name: str
@@ -313,6 +362,7 @@ class ToolSpec:
     aliases: tuple[str, ...] = ()
     session_tool: bool = False
     read_only: bool = False
+    browser_tool: bool = False
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -325,7 +375,8 @@ class ToolSpec:
 
     def with_sessions(self) -> ToolSpec:
         """Return this spec with an optional ``session_id`` argument (session tools are returned unchanged)."""
-        if self.session_tool or "session_id" in self.args_model.model_fields:
+        # Browser tools are left alone: a code session id means nothing to the browser.
+        if self.session_tool or self.browser_tool or "session_id" in self.args_model.model_fields:
             return self
         return dataclasses.replace(self, args_model=_with_session_id(self.args_model))
 
@@ -333,7 +384,7 @@ class ToolSpec:
         """Run the tool on a synchronous runner. Never raises (errors become an error result)."""
         try:
             planned = self.plan(args)
-            value = getattr(runner, planned.method)(*planned.args, **planned.kwargs)
+            value = _method(runner, planned.method)(*planned.args, **planned.kwargs)
             ctx = RenderContext(max_chars=max_chars)
             if isinstance(value, ExecutionResult):
                 ctx = _save_cut_output(value, ctx, runner)
@@ -350,7 +401,7 @@ class ToolSpec:
         """Run the tool on an asynchronous runner. Never raises (errors become an error result)."""
         try:
             planned = self.plan(args)
-            value = await getattr(runner, planned.method)(*planned.args, **planned.kwargs)
+            value = await _method(runner, planned.method)(*planned.args, **planned.kwargs)
             ctx = RenderContext(max_chars=max_chars)
             if isinstance(value, ExecutionResult):
                 ctx = await _asave_cut_output(value, ctx, runner)
@@ -366,12 +417,23 @@ class ToolSpec:
         return result.model_copy(update={"tool_name": self.name})
 
 
+def _method(runner: Any, path: str) -> Any:
+    """The runner method a plan names; dotted paths reach sub-objects (``browser.navigate``)."""
+    target = runner
+    for part in path.split("."):
+        target = getattr(target, part)
+    return target
+
+
 def _runner_error(tool_name: str, exc: CodeRunnerError) -> ToolResult:
     hint = " This is temporary; you can retry the call." if exc.retryable else ""
     message = exc.message.strip()
     if message and message[-1] not in ".!?":
         message += "."
-    if exc.code == "session_not_found":
+    if exc.code in ("session_not_found", "browser_session_lost") and tool_name in _BROWSER_TOOL_NAMES:
+        message = message.split(". ")[0].rstrip(".") + " (it was closed, has expired or its browser crashed)."
+        hint = " Create one with browser_create_session, or leave session_id unset to use the default browser session."
+    elif exc.code == "session_not_found":
         # The backend's advice names API calls; a model can only use the tools.
         message = message.split(". ")[0].rstrip(".") + " (it was closed or has expired)."
         hint = " Start a new session with start_session, or leave session_id unset to use the default session."
@@ -691,6 +753,140 @@ def _render_close_session(args: Any, value: Any, ctx: RenderContext) -> ToolResu
     return ToolResult(text=f"Closed session {args.session_id}.")
 
 
+# -- browser tools (runner.browser: a BrowserManager / AsyncBrowserManager) -------------------------
+
+_TOOL_BROWSER_TIMEOUT = 10_000
+"""Milliseconds a browser tool waits for an element: short, so a wrong selector costs a model little time."""
+_MAX_LISTED_ELEMENTS = 100
+
+
+def _browser_sid(args: ToolArgs) -> str | None:
+    sid: str | None = getattr(args, "session_id", None)
+    return sid or None
+
+
+def _plan_browser_create_session(args: Any) -> _Call:
+    return _Call("browser.create_session", (args.viewport_width, args.viewport_height))
+
+
+def _render_browser_create_session(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    sid = value.session_id
+    return ToolResult(
+        text=f'Started browser session {sid} ({args.viewport_width}x{args.viewport_height}). Pass session_id="{sid}" '
+        "to the other browser tools to act in it: it has its own cookies, storage and page."
+    )
+
+
+def _plan_browser_navigate(args: Any) -> _Call:
+    return _Call("browser.navigate", (args.url,), {"session_id": _browser_sid(args)})
+
+
+def _notes(result: Any) -> list[str]:
+    notes = [f"Note: {w}" for w in result.warnings]
+    blocked = result.data.get("blocked_requests")
+    if blocked:
+        notes.append(f"Note: the browser's egress policy refused {len(blocked)} request(s) of this page.")
+    return notes
+
+
+def _render_browser_navigate(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    data = value.data
+    status = data.get("status")
+    shown = f", HTTP {status}" if status is not None else ""
+    lines = [
+        f"Opened {data.get('url', args.url)} (title: {data.get('title', '')!r}{shown}). "
+        "Read it with browser_extract_content, or look at it with browser_screenshot.",
+        *_notes(value),
+    ]
+    return ToolResult(text="\n".join(lines))
+
+
+def _plan_browser_click(args: Any) -> _Call:
+    return _Call(
+        "browser.click", (args.selector,), {"session_id": _browser_sid(args), "timeout": _TOOL_BROWSER_TIMEOUT}
+    )
+
+
+def _plan_browser_fill(args: Any) -> _Call:
+    return _Call(
+        "browser.fill",
+        (args.selector, args.value),
+        {"session_id": _browser_sid(args), "timeout": _TOOL_BROWSER_TIMEOUT},
+    )
+
+
+def _plan_browser_type(args: Any) -> _Call:
+    return _Call(
+        "browser.type",
+        (args.selector, args.text),
+        {"session_id": _browser_sid(args), "delay": 20, "timeout": _TOOL_BROWSER_TIMEOUT},
+    )
+
+
+_DONE = {"click": "Clicked", "fill": "Filled", "type": "Typed into"}
+
+
+def _render_browser_action(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    verb = _DONE.get(value.action, value.action)
+    lines = [f"{verb} {args.selector!r}. The page is now {value.data.get('url', '')}.", *_notes(value)]
+    return ToolResult(text="\n".join(lines))
+
+
+def _plan_browser_screenshot(args: Any) -> _Call:
+    return _Call("browser.screenshot", (), {"session_id": _browser_sid(args), "full_page": args.full_page})
+
+
+def _render_browser_screenshot(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    data = _clean_b64(value)
+    if data is None:
+        return error_result("The browser returned an empty screenshot.")
+    kib = len(data) * 3 / 4 / 1024
+    what = "whole page" if args.full_page else "visible part of the page"
+    return ToolResult(
+        text=f"[screenshot of the {what}: image/png, {kib:.1f} KiB, attached]",
+        images=[ToolImage(data=data, mime_type="image/png")],
+    )
+
+
+def _plan_browser_extract_content(args: Any) -> _Call:
+    return _Call("browser.extract_content", (), {"session_id": _browser_sid(args), "url": args.url})
+
+
+def _page_text(content: Any) -> str:
+    readable = content.readable_content
+    return f"Title: {readable.title}\nURL: {readable.url}\n\n{readable.content.strip()}"
+
+
+def _render_browser_extract_content(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    elements = value.interactive_elements
+    listed = []
+    for element in elements[:_MAX_LISTED_ELEMENTS]:
+        kind = f"{element.tag}[{element.type}]" if element.type else element.tag
+        label = f" {element.text!r}" if element.text else ""
+        extra = f" -> {element.href}" if element.href else ""
+        disabled = " (disabled)" if element.disabled else ""
+        listed.append(f"- {element.selector}  {kind}{label}{extra}{disabled}")
+    if len(elements) > _MAX_LISTED_ELEMENTS:
+        listed.append(f"- ... and {len(elements) - _MAX_LISTED_ELEMENTS} more")
+    tail = ""
+    if listed:
+        tail = "\n\nInteractive elements (use these selectors with browser_click / browser_fill):\n" + "\n".join(listed)
+    text, _ = _head_tail(_page_text(value), max(200, ctx.max_chars - len(tail)))
+    shown, _ = _head_tail(text + tail, ctx.max_chars)
+    return ToolResult(text=shown)
+
+
+def _plan_navigate_and_get_text(args: Any) -> _Call:
+    return _Call(
+        "browser.extract_content", (), {"url": args.url, "include_interactive": False, "include_anchors": False}
+    )
+
+
+def _render_navigate_and_get_text(args: Any, value: Any, ctx: RenderContext) -> ToolResult:
+    shown, _ = _head_tail(_page_text(value), ctx.max_chars)
+    return ToolResult(text=shown)
+
+
 _STATE = (
     "State persists across calls: variables, imports, functions, the working directory and files are kept, "
     "so build on earlier results instead of recomputing them."
@@ -796,33 +992,127 @@ _SPECS: tuple[ToolSpec, ...] = (
         render=_render_close_session,
         session_tool=True,
     ),
+    ToolSpec(
+        name="browser_create_session",
+        description=(
+            "Start a new, isolated browser session (its own cookies, storage and page) and return its id. Pass it "
+            "as session_id to the other browser tools. Without one, browser tools share a default session."
+        ),
+        args_model=BrowserCreateSessionArgs,
+        plan=_plan_browser_create_session,
+        render=_render_browser_create_session,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="browser_navigate",
+        description=(
+            "Open a URL in a real web browser (Chromium) and wait for the page to load. The page stays open for "
+            "the next browser tools: read it with browser_extract_content, act on it with browser_click / "
+            "browser_fill, look at it with browser_screenshot."
+        ),
+        args_model=BrowserNavigateArgs,
+        plan=_plan_browser_navigate,
+        render=_render_browser_navigate,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="browser_click",
+        description=(
+            "Click the element matching a CSS selector on the current browser page (selectors are listed by "
+            "browser_extract_content). Fails clearly when nothing matches or the element never becomes clickable."
+        ),
+        args_model=BrowserClickArgs,
+        plan=_plan_browser_click,
+        render=_render_browser_action,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="browser_fill",
+        description="Set the value of a form field (input, textarea, select) on the current browser page.",
+        args_model=BrowserFillArgs,
+        plan=_plan_browser_fill,
+        render=_render_browser_action,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="browser_type",
+        description=(
+            "Type text key by key into an element on the current browser page, for fields that react to key "
+            "presses (search boxes with suggestions). Prefer browser_fill for plain form fields."
+        ),
+        args_model=BrowserTypeArgs,
+        plan=_plan_browser_type,
+        render=_render_browser_action,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="browser_screenshot",
+        description="Take a screenshot of the current browser page; the image is returned to you.",
+        args_model=BrowserScreenshotArgs,
+        plan=_plan_browser_screenshot,
+        render=_render_browser_screenshot,
+        browser_tool=True,
+        read_only=True,
+    ),
+    ToolSpec(
+        name="browser_extract_content",
+        description=(
+            "Read the current browser page (or open url first): its title, readable text, and the links, buttons "
+            "and form fields on it with a CSS selector for each, to use with browser_click and browser_fill."
+        ),
+        args_model=BrowserExtractContentArgs,
+        plan=_plan_browser_extract_content,
+        render=_render_browser_extract_content,
+        browser_tool=True,
+    ),
+    ToolSpec(
+        name="navigate_and_get_all_visible_text",
+        description=(
+            "Open a URL in a real web browser (Chromium, JavaScript runs) and return all the visible text of the "
+            "page, without scripts, styles or hidden elements."
+        ),
+        args_model=NavigateAndGetTextArgs,
+        plan=_plan_navigate_and_get_text,
+        render=_render_navigate_and_get_text,
+        browser_tool=True,
+    ),
 )
 
+_BROWSER_TOOL_NAMES = frozenset(s.name for s in _SPECS if s.browser_tool)
 
-def get_tool_specs(*, sessions: bool = False, names: Iterable[str] | None = None) -> list[ToolSpec]:
+
+def get_tool_specs(
+    *, sessions: bool = False, names: Iterable[str] | None = None, browser: bool = False
+) -> list[ToolSpec]:
     """Return the tool specs, in a stable order.
 
     Args:
-        sessions: Also expose sessions: every tool gets an optional ``session_id`` argument and
+        sessions: Also expose sessions: every code tool gets an optional ``session_id`` argument and
             ``start_session``/``close_session`` are included (the MCP server does this).
-        names: Only these tools (by name), in the canonical order.
+        names: Only these tools (by name), in the canonical order; browser tools named here are
+            included whatever ``browser`` says.
+        browser: Also include the browser tools (``browser_navigate``, ``browser_click``, ...,
+            ``navigate_and_get_all_visible_text``). Off by default: they need ``coderunner[browser]``,
+            Chromium, and a backend with the browser capability. Listing them starts nothing.
 
     Raises:
         ValueError: A name in ``names`` is not a tool.
     """
-    specs = [s.with_sessions() for s in _SPECS] if sessions else [s for s in _SPECS if not s.session_tool]
+    pool = [s for s in _SPECS if sessions or not s.session_tool]
     if names is not None:
         wanted = set(names)
         unknown = wanted - {s.name for s in _SPECS}
         if unknown:
             raise ValueError(f"Unknown tool(s): {', '.join(sorted(unknown))}.")
-        specs = [s for s in specs if s.name in wanted]
-    return specs
+        pool = [s for s in pool if s.name in wanted]
+    elif not browser:
+        pool = [s for s in pool if not s.browser_tool]
+    return [s.with_sessions() for s in pool] if sessions else pool
 
 
 def get_tool_spec(name: str, *, sessions: bool = False) -> ToolSpec:
     """Return one spec by name or alias (raises KeyError when there is none)."""
-    spec = _find(name, get_tool_specs(sessions=True) if sessions else list(_SPECS))
+    spec = _find(name, get_tool_specs(sessions=True, browser=True) if sessions else list(_SPECS))
     if spec is None:
         raise KeyError(name)
     return spec
@@ -909,7 +1199,7 @@ def _validation_message(spec: ToolSpec, exc: ValidationError) -> str:
 
 def _prepare(name: object, arguments: Any, specs: Sequence[ToolSpec] | None) -> tuple[ToolSpec, ToolArgs] | ToolResult:
     """Resolve the tool and validate its arguments, or return the error result explaining why not."""
-    pool = list(specs) if specs is not None else get_tool_specs(sessions=True)
+    pool = list(specs) if specs is not None else get_tool_specs(sessions=True, browser=True)
     tool_name = name if isinstance(name, str) else ""
     spec = _find(tool_name, pool) if tool_name else None
     if spec is None:
@@ -940,7 +1230,7 @@ def dispatch(
         runner: The runner the tools act on.
         name: The tool name the model called (aliases such as ``upload_file`` are accepted).
         arguments: The model's arguments, as a JSON string or a mapping.
-        specs: The tools the model was offered (default: every tool, with sessions).
+        specs: The tools the model was offered (default: every tool, with sessions and the browser).
         max_chars: Cap on the result text.
 
     Returns:

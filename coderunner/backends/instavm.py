@@ -19,6 +19,12 @@ What the protocol gives, and what it does not:
 * ``interrupt`` and ``list_files`` use routes only ``coderunner serve`` has; other servers give
   :class:`~coderunner.errors.UnsupportedOperationError`.
 * Sessions always have a lifetime on this protocol: ``lifetime`` defaults to one hour.
+* The browser capability (:mod:`coderunner.browser.protocol`) goes over the ``/v1/browser/...``
+  routes, so ``CodeRunner(backend="instavm", base_url=...).browser`` drives the server's browser.
+  A server without a browser answers 501 (:class:`~coderunner.errors.UnsupportedOperationError`);
+  element not found, timeouts and the other browser errors come back as the
+  :mod:`coderunner.browser.errors` classes (from the server's ``code``, or from the status: 404 on
+  an element action is ElementNotFoundError, 408 BrowserTimeoutError).
 
 Errors: HTTP statuses and transport failures become :mod:`coderunner.errors` exceptions (401/403:
 AuthenticationError naming ``INSTAVM_API_KEY``, 429: RateLimitError, unknown session:
@@ -38,7 +44,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -49,6 +55,14 @@ import httpx
 from pydantic import ValidationError
 
 from coderunner import _core
+from coderunner.browser.errors import BrowserTimeoutError, ElementNotFoundError
+from coderunner.browser.models import (
+    BrowserActionResult,
+    BrowserSessionInfo,
+    ExtractedElement,
+    PageContent,
+    Viewport,
+)
 from coderunner.config import Settings
 from coderunner.errors import (
     AuthenticationError,
@@ -79,6 +93,8 @@ _ANSWER_MARGIN = 10.0  # extra seconds an execute call waits beyond the code's o
 _BACKOFF = 0.25
 _OPTIONS = {"api_key", "base_url", "http_timeout", "max_retries"}
 _UNROUTED = {"route_not_found", "method_not_allowed"}
+_BROWSER = "/v1/browser/"
+_BROWSER_MARGIN = 10.0  # extra seconds a browser call waits beyond the action's own timeout
 
 NotFound = Callable[[str], CodeRunnerError]
 
@@ -157,6 +173,7 @@ class _Wire:
         self.http_timeout = http_timeout
         self.max_retries = max_retries
         self.languages: dict[str, str] = {}  # sessions created here -> their default language
+        self.browser_sessions: set[str] = set()  # browser sessions created here, closed by close()
         self.streaming = True  # until the server shows it has no /execute/stream route
         self.closed = False
 
@@ -228,6 +245,8 @@ class _Wire:
             return error_for_code(code, detail)
         if status == 404:
             return call.not_found(detail)
+        if status == 408 and call.path.startswith(_BROWSER):
+            return BrowserTimeoutError(detail)
         if status in (400, 413, 422):
             return InvalidRequestError(detail)
         if status == 429:
@@ -477,6 +496,185 @@ class _Wire:
         except ValidationError as exc:
             raise BackendError(f"The server's file listing was not understood: {exc}") from None
 
+    # -- browser -----------------------------------------------------------------------------------
+
+    def _browser_call(self, path: str, body: dict[str, Any], wait_ms: float = 0.0, *, element: bool = False) -> _Call:
+        """A browser interaction request; its HTTP timeout outlasts the action's own ``wait_ms``."""
+        self.check_open()
+        timeout = max(self.http_timeout, wait_ms / 1000 + _BROWSER_MARGIN)
+        not_found: NotFound = ElementNotFoundError if element else SessionNotFoundError
+        return _Call("POST", f"{_BROWSER}interactions/{path}", json=body, timeout=timeout, not_found=not_found)
+
+    def browser_create_session_call(
+        self, viewport_width: int, viewport_height: int, user_agent: str | None, idle_timeout: float | None
+    ) -> tuple[_Call, Callable[[Any], BrowserSessionInfo]]:
+        """Open a browser session."""
+        self.check_open()
+        body: dict[str, Any] = {"viewport_width": viewport_width, "viewport_height": viewport_height}
+        if user_agent:
+            body["user_agent"] = user_agent
+        if idle_timeout is not None:
+            body["idle_timeout"] = idle_timeout  # coderunner serve honours it; others ignore unknown keys
+        viewport = Viewport(width=viewport_width, height=viewport_height)
+
+        def parse(payload: Any) -> BrowserSessionInfo:
+            info = self.browser_info(payload, viewport)
+            self.browser_sessions.add(info.session_id)
+            return info
+
+        return _Call("POST", f"{_BROWSER}sessions/", json=body), parse
+
+    def browser_info(self, payload: Any, viewport: Viewport | None = None) -> BrowserSessionInfo:
+        """Parse a browser session description (coderunner's shape, or the least any server sends)."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("session_id"), str):
+            raise BackendError("The server's browser session description has no session_id.")
+        known = {k: v for k, v in payload.items() if k in BrowserSessionInfo.model_fields}
+        try:
+            return BrowserSessionInfo.model_validate(known)
+        except ValidationError:
+            pass  # not coderunner's shape: keep what we can read
+        now = _now()
+        return BrowserSessionInfo(
+            session_id=payload["session_id"],
+            viewport=viewport or Viewport(width=1920, height=1080),
+            created_at=now,
+            last_activity_at=now,
+            backend=self.name,
+        )
+
+    def browser_get_session_call(self, session_id: str) -> _Call:
+        """Describe a browser session."""
+        self.check_open()
+        return _Call("GET", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
+
+    def browser_list_sessions_call(self) -> _Call:
+        """List the server's browser sessions."""
+        self.check_open()
+        return _Call("GET", f"{_BROWSER}sessions/")
+
+    def browser_session_list(self, payload: Any) -> list[BrowserSessionInfo]:
+        """Parse the session listing."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("sessions"), list):
+            raise BackendError("The server's browser session listing has no 'sessions' list.")
+        return [self.browser_info(item) for item in payload["sessions"]]
+
+    def browser_close_session_call(self, session_id: str) -> _Call:
+        """Close a browser session."""
+        self.check_open()
+        self.browser_sessions.discard(session_id)
+        return _Call("DELETE", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
+
+    @staticmethod
+    def action_result(action: str, session_id: str) -> Callable[[Any], BrowserActionResult]:
+        """A parser for an action's answer (coderunner's shape, or ``success``/``data`` of other servers)."""
+
+        def parse(payload: Any) -> BrowserActionResult:
+            if not isinstance(payload, dict):
+                raise BackendError(f"The server's answer to browser {action} is not a JSON object.")
+            known = {k: v for k, v in payload.items() if k in BrowserActionResult.model_fields}
+            try:
+                return BrowserActionResult.model_validate({"action": action, "session_id": session_id, **known})
+            except ValidationError:
+                data = payload.get("data")
+                return BrowserActionResult(
+                    action=action, session_id=session_id, data=data if isinstance(data, dict) else {}
+                )
+
+        return parse
+
+    def browser_navigate_call(self, session_id: str, url: str, wait_timeout: float) -> _Call:
+        """Open a URL."""
+        body = {"session_id": session_id, "url": url, "wait_timeout": wait_timeout}
+        return self._browser_call("navigate", body, wait_timeout)
+
+    def browser_click_call(self, session_id: str, selector: str, force: bool, timeout: float) -> _Call:
+        """Click an element."""
+        body = {"session_id": session_id, "selector": selector, "force": force, "timeout": timeout}
+        return self._browser_call("click", body, timeout, element=True)
+
+    def browser_type_call(self, session_id: str, selector: str, text: str, delay: float, timeout: float) -> _Call:
+        """Type into an element (the HTTP wait also covers the key delays)."""
+        body = {"session_id": session_id, "selector": selector, "text": text, "delay": delay, "timeout": timeout}
+        return self._browser_call("type", body, timeout + delay * len(text), element=True)
+
+    def browser_fill_call(self, session_id: str, selector: str, value: str, timeout: float) -> _Call:
+        """Fill a form field."""
+        body = {"session_id": session_id, "selector": selector, "value": value, "timeout": timeout}
+        return self._browser_call("fill", body, timeout, element=True)
+
+    def browser_scroll_call(self, session_id: str, selector: str | None, x: float | None, y: float | None) -> _Call:
+        """Scroll an element into view or the page to x/y."""
+        body: dict[str, Any] = {"session_id": session_id}
+        body.update({k: v for k, v in (("selector", selector), ("x", x), ("y", y)) if v is not None})
+        return self._browser_call("scroll", body, element=selector is not None)
+
+    def browser_wait_call(self, session_id: str, condition: str, selector: str | None, timeout: float) -> _Call:
+        """Wait for a condition."""
+        body: dict[str, Any] = {"session_id": session_id, "condition": condition, "timeout": timeout}
+        if selector is not None:
+            body["selector"] = selector
+        return self._browser_call("wait", body, timeout)
+
+    def browser_screenshot_call(
+        self, session_id: str, full_page: bool, format: str, clip: Mapping[str, float] | None, quality: int | None
+    ) -> _Call:
+        """Capture the page."""
+        body: dict[str, Any] = {"session_id": session_id, "full_page": full_page, "format": format}
+        if clip is not None:
+            body["clip"] = dict(clip)
+        if quality is not None:
+            body["quality"] = quality
+        return self._browser_call("screenshot", body)
+
+    @staticmethod
+    def screenshot_data(payload: Any) -> str:
+        """The base64 image of a screenshot answer."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("screenshot"), str):
+            raise BackendError("The server's screenshot answer has no base64 'screenshot'.")
+        return str(payload["screenshot"])
+
+    def browser_extract_call(self, session_id: str, selector: str | None, attributes: Sequence[str] | None) -> _Call:
+        """Read elements matching a selector."""
+        body: dict[str, Any] = {"session_id": session_id}
+        if selector is not None:
+            body["selector"] = selector
+        if attributes is not None:
+            body["attributes"] = list(attributes)
+        return self._browser_call("extract", body)
+
+    @staticmethod
+    def extracted(payload: Any) -> list[ExtractedElement]:
+        """Parse the elements of an extract answer."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("elements"), list):
+            raise BackendError("The server's extract answer has no 'elements' list.")
+        try:
+            return [ExtractedElement.model_validate(item) for item in payload["elements"]]
+        except ValidationError as exc:
+            raise BackendError(f"The server's extracted elements were not understood: {exc}") from None
+
+    def browser_content_call(
+        self, session_id: str, include_interactive: bool, include_anchors: bool, max_anchors: int
+    ) -> _Call:
+        """Read the page's content."""
+        body = {
+            "session_id": session_id,
+            "include_interactive": include_interactive,
+            "include_anchors": include_anchors,
+            "max_anchors": max_anchors,
+        }
+        return self._browser_call("content", body)
+
+    @staticmethod
+    def page_content(payload: Any) -> PageContent:
+        """Parse a content answer."""
+        if not isinstance(payload, dict):
+            raise BackendError("The server's content answer is not a JSON object.")
+        known = {k: v for k, v in payload.items() if k in PageContent.model_fields}
+        try:
+            return PageContent.model_validate(known)
+        except ValidationError as exc:
+            raise BackendError(f"The server's page content was not understood: {exc}") from None
+
 
 def _unsupported(detail: str) -> CodeRunnerError:
     return UnsupportedOperationError(detail)
@@ -653,10 +851,107 @@ class InstaVMBackend(_Wire):
         """List a directory of the session (coderunner serve only)."""
         return self.file_list(self._send(self.list_files_call(session_id, path)))
 
+    # -- browser capability (coderunner.browser.protocol.BrowserBackend) ---------------------------
+
+    def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session on the server."""
+        call, parse = self.browser_create_session_call(viewport_width, viewport_height, user_agent, idle_timeout)
+        return parse(self._send(call))
+
+    def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return self.browser_info(self._send(self.browser_get_session_call(session_id)))
+
+    def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session of the server."""
+        return self.browser_session_list(self._send(self.browser_list_sessions_call()))
+
+    def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session (a no-op when already closed)."""
+        with contextlib.suppress(SessionNotFoundError):
+            self._send(self.browser_close_session_call(session_id))
+
+    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        call = self.browser_navigate_call(session_id, url, wait_timeout)
+        return self.action_result("navigate", session_id)(self._send(call))
+
+    def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        call = self.browser_click_call(session_id, selector, force, timeout)
+        return self.action_result("click", session_id)(self._send(call))
+
+    def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        call = self.browser_type_call(session_id, selector, text, delay, timeout)
+        return self.action_result("type", session_id)(self._send(call))
+
+    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        call = self.browser_fill_call(session_id, selector, value, timeout)
+        return self.action_result("fill", session_id)(self._send(call))
+
+    def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        call = self.browser_scroll_call(session_id, selector, x, y)
+        return self.action_result("scroll", session_id)(self._send(call))
+
+    def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        call = self.browser_wait_call(session_id, condition, selector, timeout)
+        return self.action_result("wait_for", session_id)(self._send(call))
+
+    def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
+        return self.screenshot_data(self._send(call))
+
+    def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self.extracted(self._send(self.browser_extract_call(session_id, selector, attributes)))
+
+    def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
+        return self.page_content(self._send(call))
+
     def close(self) -> None:
         """Stop the sessions this backend created and release the connection pool. Idempotent."""
         if self.closed:
             return
+        for bid in list(self.browser_sessions):
+            with contextlib.suppress(CodeRunnerError):
+                self.browser_close_session(bid)
         for sid in list(self.languages):
             # Already gone or server unreachable: nothing more to do for that session.
             with contextlib.suppress(CodeRunnerError):
@@ -809,10 +1104,109 @@ class AsyncInstaVMBackend(_Wire):
         """List a directory of the session (coderunner serve only)."""
         return self.file_list(await self._send(self.list_files_call(session_id, path)))
 
+    # -- browser capability (coderunner.browser.protocol.AsyncBrowserBackend) ---------------------------
+
+    async def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session on the server."""
+        call, parse = self.browser_create_session_call(viewport_width, viewport_height, user_agent, idle_timeout)
+        return parse(await self._send(call))
+
+    async def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return self.browser_info(await self._send(self.browser_get_session_call(session_id)))
+
+    async def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session of the server."""
+        return self.browser_session_list(await self._send(self.browser_list_sessions_call()))
+
+    async def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session (a no-op when already closed)."""
+        with contextlib.suppress(SessionNotFoundError):
+            await self._send(self.browser_close_session_call(session_id))
+
+    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        call = self.browser_navigate_call(session_id, url, wait_timeout)
+        return self.action_result("navigate", session_id)(await self._send(call))
+
+    async def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        call = self.browser_click_call(session_id, selector, force, timeout)
+        return self.action_result("click", session_id)(await self._send(call))
+
+    async def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        call = self.browser_type_call(session_id, selector, text, delay, timeout)
+        return self.action_result("type", session_id)(await self._send(call))
+
+    async def browser_fill(
+        self, session_id: str, selector: str, value: str, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        call = self.browser_fill_call(session_id, selector, value, timeout)
+        return self.action_result("fill", session_id)(await self._send(call))
+
+    async def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        call = self.browser_scroll_call(session_id, selector, x, y)
+        return self.action_result("scroll", session_id)(await self._send(call))
+
+    async def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        call = self.browser_wait_call(session_id, condition, selector, timeout)
+        return self.action_result("wait_for", session_id)(await self._send(call))
+
+    async def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
+        return self.screenshot_data(await self._send(call))
+
+    async def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self.extracted(await self._send(self.browser_extract_call(session_id, selector, attributes)))
+
+    async def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
+        return self.page_content(await self._send(call))
+
     async def aclose(self) -> None:
         """Stop the sessions this backend created and release the connection pool. Idempotent."""
         if self.closed:
             return
+        for bid in list(self.browser_sessions):
+            with contextlib.suppress(CodeRunnerError):
+                await self.browser_close_session(bid)
         for sid in list(self.languages):
             # Already gone or server unreachable: nothing more to do for that session.
             with contextlib.suppress(CodeRunnerError):

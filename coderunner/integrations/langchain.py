@@ -71,6 +71,7 @@ def get_langchain_tools(
     images: bool = True,
     names: Iterable[str] | None = None,
     max_chars: int = MAX_TOOL_TEXT_CHARS,
+    browser: bool = False,
 ) -> list[BaseTool]:
     """Return the coderunner tools as LangChain ``StructuredTool`` objects.
 
@@ -83,6 +84,7 @@ def get_langchain_tools(
         images: Put images in the tool message content as image blocks.
         names: Only these tools.
         max_chars: Cap on each result text.
+        browser: Also offer the browser tools (need ``coderunner[browser]`` and Chromium).
 
     Raises:
         MissingDependencyError: langchain-core is not installed (``pip install 'coderunner[langchain]'``).
@@ -94,7 +96,7 @@ def get_langchain_tools(
     else:
         sync_runner = runner  # type: ignore[assignment]
     only_async = sync_runner is None and async_runner is not None
-    specs = get_tool_specs(sessions=sessions, names=names)
+    specs = get_tool_specs(sessions=sessions, names=names, browser=browser)
 
     def handle_error(exc: Exception) -> str | list[dict[str, Any]]:
         result = getattr(exc, "coderunner_result", None)

@@ -102,6 +102,7 @@ def get_llamaindex_tools(
     images: bool = True,
     names: Iterable[str] | None = None,
     max_chars: int = MAX_TOOL_TEXT_CHARS,
+    browser: bool = False,
 ) -> list[CodeRunnerFunctionTool]:
     """Return the coderunner tools as LlamaIndex ``FunctionTool`` objects (sync and async).
 
@@ -114,13 +115,14 @@ def get_llamaindex_tools(
         images: Return images as ``ImageBlock`` s.
         names: Only these tools.
         max_chars: Cap on each result text.
+        browser: Also offer the browser tools (need ``coderunner[browser]`` and Chromium).
     """
     sync_runner: CodeRunner | None = None
     if runner is not None and is_async_runner(runner):
         async_runner = async_runner or runner  # type: ignore[assignment]
     else:
         sync_runner = runner  # type: ignore[assignment]
-    specs = get_tool_specs(sessions=sessions, names=names)
+    specs = get_tool_specs(sessions=sessions, names=names, browser=browser)
     return [_build(spec, specs, sync_runner, async_runner, images, max_chars) for spec in specs]
 
 
@@ -158,6 +160,7 @@ class CodeRunnerToolSpec(BaseToolSpec):
         sessions: Also offer session tools and a ``session_id`` argument.
         images: Return images as ``ImageBlock`` s.
         max_chars: Cap on each result text.
+        browser: Also offer the browser tools.
     """
 
     spec_functions = [spec.name for spec in get_tool_specs()]
@@ -170,13 +173,14 @@ class CodeRunnerToolSpec(BaseToolSpec):
         sessions: bool = False,
         images: bool = True,
         max_chars: int = MAX_TOOL_TEXT_CHARS,
+        browser: bool = False,
     ) -> None:
         self.runner = runner
         self.async_runner = async_runner
         self.sessions = sessions
         self.images = images
         self.max_chars = max_chars
-        self.spec_functions = [spec.name for spec in get_tool_specs(sessions=sessions)]
+        self.spec_functions = [spec.name for spec in get_tool_specs(sessions=sessions, browser=browser)]
 
     def to_tool_list(
         self,

@@ -73,6 +73,7 @@ def get_tools(
     strict: bool = False,
     sessions: bool = False,
     names: Iterable[str] | None = None,
+    browser: bool = False,
 ) -> list[dict[str, Any]]:
     """Return the coderunner tools as OpenAI function tool definitions.
 
@@ -82,6 +83,7 @@ def get_tools(
         strict: Use OpenAI structured-outputs strict mode (see :func:`strict_schema`).
         sessions: Also offer ``start_session``/``close_session`` and a ``session_id`` argument.
         names: Only these tools.
+        browser: Also offer the browser tools (need ``coderunner[browser]`` and Chromium).
 
     Raises:
         ValueError: ``api`` is not "chat" or "responses", or a name is unknown.
@@ -89,7 +91,7 @@ def get_tools(
     if api not in ("chat", "responses"):
         raise ValueError(f"api must be 'chat' or 'responses', not {api!r}.")
     tools: list[dict[str, Any]] = []
-    for spec in get_tool_specs(sessions=sessions, names=names):
+    for spec in get_tool_specs(sessions=sessions, names=names, browser=browser):
         parameters = strict_schema(spec.parameters) if strict else spec.parameters
         if api == "chat":
             function: dict[str, Any] = {"name": spec.name, "description": spec.description, "parameters": parameters}

@@ -33,8 +33,9 @@ from starlette.routing import Route
 
 from coderunner._version import __version__
 from coderunner.backend import AsyncBackend, create_async_backend
+from coderunner.browser.errors import HTTP_STATUS as BROWSER_HTTP_STATUS
 from coderunner.config import Settings
-from coderunner.server import routes_instavm, routes_native
+from coderunner.server import routes_browser, routes_instavm, routes_native
 from coderunner.server.jobs import JobManager, JobStore
 from coderunner.server.middleware import DEFAULT_ALLOWED_HOSTS, GatewayMiddleware
 from coderunner.server.state import ServerState
@@ -68,6 +69,8 @@ STATUS_FOR_CODE: dict[str, int] = {
     "authentication": 502,
     "backend": 502,
     "backend_unavailable": 503,
+    # element_not_found 404, browser_timeout 408, destination_blocked 403, browser_session_lost 410, ...
+    **BROWSER_HTTP_STATUS,
 }
 """HTTP status for each :attr:`CodeRunnerError.code`; codes not listed give 500."""
 
@@ -316,6 +319,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(routes_instavm.router)
+    app.include_router(routes_browser.router)
     app.include_router(routes_native.router)
     app.add_middleware(
         GatewayMiddleware,

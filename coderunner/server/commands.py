@@ -19,6 +19,9 @@ CODERUNNER_CORS_ORIGINS     --cors-origin           comma-separated origins allo
 CODERUNNER_ALLOWED_HOSTS    --allow-host            comma-separated extra Host names (keyless server)
 CODERUNNER_BACKEND          --backend               backend serving the code (default inprocess)
 ==========================  ======================  ==============================================
+
+With a non-loopback ``--host``, the in-process backend's browser also refuses loopback and private
+destinations (``BrowserSettings.public_bind``; allow rules in ``CODERUNNER_BROWSER_ALLOW`` still apply).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import ipaddress
 import os
 import socket
 import sys
+from typing import Any
 
 from coderunner.cli import register_command
 from coderunner.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["is_loopback"]
+__all__ = ["browser_backend_options", "is_loopback"]
 
 _DEFAULT_PORT = "8223"
 
@@ -157,6 +161,21 @@ def _require(module: str, purpose: str, package: str | None = None) -> None:
         raise MissingDependencyError(package or module, "server", purpose)
 
 
+def browser_backend_options(backend: str, host: str) -> dict[str, Any]:
+    """Backend options that harden the server's browser when it listens beyond loopback.
+
+    On a non-loopback address, remote callers must not reach this machine's loopback or private
+    network through the browser, so the egress policy gets ``public_bind=True`` (the other
+    ``CODERUNNER_BROWSER_*`` settings still apply). Only the in-process backend runs its browser
+    on this machine and takes ``browser_settings``; other backends get no extra option.
+    """
+    if backend != "inprocess" or is_loopback(host):
+        return {}
+    from coderunner.browser.config import BrowserSettings
+
+    return {"browser_settings": BrowserSettings.from_env(public_bind=True)}
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """Create the listening socket ourselves, so ``--port 0`` can report the port it got."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -207,7 +226,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         # Built here rather than in the app's startup, so a bad backend configuration (unknown name,
         # missing INSTAVM_API_KEY, ...) is one clear error line instead of a failed-startup traceback.
-        backend = create_async_backend(settings=settings)
+        backend = create_async_backend(settings=settings, **browser_backend_options(settings.backend, args.host))
     except BaseException:
         sock.close()
         raise

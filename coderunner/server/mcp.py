@@ -11,7 +11,7 @@ images are ``ImageContent``.
 
 Entry points:
 
-``build_mcp_server(runner=None, *, name="coderunner", max_chars=20000) -> mcp.server.lowlevel.Server``
+``build_mcp_server(runner=None, *, name="coderunner", max_chars=20000, browser=None) -> mcp.server.lowlevel.Server``
     ``runner`` is an :class:`~coderunner.client.AsyncCodeRunner` or
     :class:`~coderunner.client.CodeRunner` (used as is, not closed), an
     :class:`~coderunner.backend.AsyncBackend`/``Backend`` (wrapped in a runner that closes its
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import inspect
 import json
 import logging
@@ -139,11 +140,28 @@ async def _runner_scope(source: RunnerSource) -> AsyncIterator[Any]:
         await _close(runner)
 
 
+def _browser_by_default(source: RunnerSource) -> bool:
+    """List the browser tools when ``playwright`` is installed and the source is not a backend without a browser.
+
+    Only a backend given directly is checked: a runner's backend may not exist yet, and building it
+    to look would start an engine.
+    """
+    from coderunner.backend import AsyncBackend, Backend
+    from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
+
+    if importlib.util.find_spec("playwright") is None:
+        return False
+    if isinstance(source, (AsyncBackend, Backend)):
+        return isinstance(source, (AsyncBrowserBackend, BrowserBackend))
+    return True
+
+
 def build_mcp_server(
     runner: RunnerSource = None,
     *,
     name: str = "coderunner",
     max_chars: int = MAX_TOOL_TEXT_CHARS,
+    browser: bool | None = None,
 ) -> Server[Any]:
     """Build the MCP server exposing every coderunner tool, with session support.
 
@@ -152,6 +170,10 @@ def build_mcp_server(
             lifespan when it is a factory or None, and closed when the server stops.
         name: The server name reported to clients.
         max_chars: Cap on each tool result's text.
+        browser: Also expose the browser tools (``browser_navigate``, ...,
+            ``navigate_and_get_all_visible_text``). None (the default): when the ``playwright`` package
+            is installed (``coderunner[browser]``), unless ``runner`` is a backend without the browser
+            capability; listing them starts no browser.
 
     Returns:
         An ``mcp.server.lowlevel.Server``; run it with :func:`serve_stdio` or :func:`mcp_http_app`,
@@ -159,7 +181,9 @@ def build_mcp_server(
     """
     from coderunner._version import __version__
 
-    specs = get_tool_specs(sessions=True)
+    if browser is None:
+        browser = _browser_by_default(runner)
+    specs = get_tool_specs(sessions=True, browser=browser)
     tools = [_mcp_tool(spec) for spec in specs]
     schemas = {spec.name: spec.parameters for spec in specs}
 

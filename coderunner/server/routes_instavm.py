@@ -13,7 +13,7 @@ See ``shared/INSTAVM-WIRE.md`` for the contract. Choices of our own, where the c
   Otherwise ``remote_path`` is the file's own path. Paths are relative to the session directory
   (absolute ones only inside it); anything else is a 400. ``recursive`` is accepted and ignored:
   the SDK always sends one file.
-* Browser routes answer 501 until coderunner's browser backend is wired into the server.
+* Browser routes live in :mod:`coderunner.server.routes_browser`.
 """
 
 from __future__ import annotations
@@ -251,22 +251,3 @@ async def download(
             session_id=sid, filename=filename, content=base64.b64encode(data).decode("ascii"), size=len(data)
         )
     )
-
-
-# -- browser ---------------------------------------------------------------------------------------
-
-_BROWSER_DETAIL = (
-    "Browser automation is not available yet in coderunner serve. Run the browser with coderunner's "
-    "library (coderunner[browser]) or use code execution (e.g. httpx) to fetch pages meanwhile."
-)
-
-
-@router.api_route(
-    "/v1/browser/{rest:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    status_code=501,
-    responses={501: {"model": ErrorBody, "description": "Not available yet."}},
-)
-async def browser_not_available(rest: str) -> JSONResponse:
-    """Every ``/v1/browser/...`` route: 501 with a JSON explanation."""
-    return JSONResponse({"detail": _BROWSER_DETAIL, "code": "unsupported", "retryable": False}, status_code=501)

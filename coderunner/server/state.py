@@ -19,6 +19,7 @@ from typing import Literal
 
 from coderunner import _core
 from coderunner.backend import AsyncBackend
+from coderunner.browser.protocol import AsyncBrowserBackend
 from coderunner.config import Settings
 from coderunner.errors import SessionNotFoundError
 from coderunner.models import ErrorInfo, ExecutionResult, SessionInfo
@@ -134,6 +135,8 @@ class ServerState:
     sessions_created: int = 0
     default_session_id: str | None = None
     _default_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    default_browser_session_id: str | None = None
+    _default_browser_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stragglers: set[asyncio.Task[ExecutionResult]] = field(default_factory=set)
 
     # -- sessions ----------------------------------------------------------------------------------
@@ -201,6 +204,23 @@ class ServerState:
             info = await self.create_session(metadata={"role": "default"})
             self.default_session_id = info.session_id
             return info.session_id, warning
+
+    async def default_browser_session(self, browser: AsyncBrowserBackend) -> str:
+        """The server's default browser session, for local mode's url-based calls.
+
+        Created on first use, and again after it was closed or expired.
+        """
+        async with self._default_browser_lock:
+            sid = self.default_browser_session_id
+            if sid is not None:
+                try:
+                    await browser.browser_get_session(sid)
+                    return sid
+                except SessionNotFoundError:
+                    pass
+            info = await browser.browser_create_session()
+            self.default_browser_session_id = info.session_id
+            return info.session_id
 
     # -- execution ---------------------------------------------------------------------------------
 

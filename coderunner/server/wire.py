@@ -15,10 +15,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticSerializationError
 
+from coderunner.browser.models import BrowserSessionInfo, ExtractedElement
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskStatus
 
 __all__ = [
     "AsyncExecuteResponse",
+    "BrowserClickRequest",
+    "BrowserCloseResponse",
+    "BrowserContentRequest",
+    "BrowserExtractRequest",
+    "BrowserExtractResponse",
+    "BrowserFillRequest",
+    "BrowserNavigateRequest",
+    "BrowserScreenshotRequest",
+    "BrowserScreenshotResponse",
+    "BrowserScrollRequest",
+    "BrowserSessionList",
+    "BrowserSessionRequest",
+    "BrowserTypeRequest",
+    "BrowserWaitRequest",
     "CompactResult",
     "DownloadResponse",
     "ErrorBody",
@@ -431,3 +446,149 @@ class SessionList(_Response):
     """``GET /sessions``."""
 
     sessions: list[SessionInfo] = Field(description="Live sessions.")
+
+
+# -- InstaVM wire: browser -------------------------------------------------------------------------
+
+_MAX_BROWSER_WAIT_MS = 600_000
+"""Longest wait a browser request may ask for (10 minutes), so one call cannot hold a page for ever."""
+
+
+class BrowserSessionRequest(_Request):
+    """``POST /v1/browser/sessions/``: open an isolated browser session."""
+
+    viewport_width: int = Field(default=1920, ge=1, le=10_000, strict=True, description="Page width in CSS pixels.")
+    viewport_height: int = Field(default=1080, ge=1, le=10_000, strict=True, description="Page height in CSS pixels.")
+    user_agent: str | None = Field(default=None, strict=True, description="User-Agent override.")
+    idle_timeout: float | None = Field(
+        default=None, gt=0, description="coderunner extension: seconds of inactivity before the session closes."
+    )
+
+
+class BrowserSessionList(_Response):
+    """``GET /v1/browser/sessions/``: the live browser sessions."""
+
+    sessions: list[BrowserSessionInfo] = Field(description="Every live browser session of the server's backend.")
+    count: int = Field(description="Number of sessions listed.")
+
+
+class BrowserCloseResponse(_Response):
+    """``DELETE /v1/browser/sessions/{id}``: the session is closed (also when it already was)."""
+
+    session_id: str = Field(description="The browser session that was closed.")
+    closed: bool = Field(default=True, description="Always True.")
+
+
+class BrowserNavigateRequest(_Request):
+    """``POST /v1/browser/interactions/navigate``; without ``session_id`` (local mode) the default session."""
+
+    url: str = Field(min_length=1, strict=True, description="The URL to open.")
+    wait_timeout: float = Field(
+        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the load event."
+    )
+    session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
+
+
+class BrowserClickRequest(_Request):
+    """``POST /v1/browser/interactions/click``."""
+
+    selector: str = Field(min_length=1, strict=True, description="CSS (or Playwright) selector of the element.")
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    force: bool = Field(default=False, strict=True, description="Skip the actionability checks.")
+    timeout: float = Field(
+        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+    )
+
+
+class BrowserTypeRequest(_Request):
+    """``POST /v1/browser/interactions/type``."""
+
+    selector: str = Field(min_length=1, strict=True, description="Selector of the element to type into.")
+    text: str = Field(strict=True, description="The text, typed key by key.")
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    delay: float = Field(default=100, ge=0, le=10_000, description="Milliseconds between key presses.")
+    timeout: float = Field(
+        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+    )
+
+
+class BrowserFillRequest(_Request):
+    """``POST /v1/browser/interactions/fill``."""
+
+    selector: str = Field(min_length=1, strict=True, description="Selector of the form field.")
+    value: str = Field(strict=True, description="The new value.")
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    timeout: float = Field(
+        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+    )
+
+
+class BrowserScrollRequest(_Request):
+    """``POST /v1/browser/interactions/scroll``: an element into view, or the page to x/y."""
+
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    selector: str | None = Field(default=None, strict=True, description="Element to scroll into view.")
+    x: float | None = Field(default=None, description="Horizontal page offset in CSS pixels.")
+    y: float | None = Field(default=None, description="Vertical page offset in CSS pixels.")
+
+
+class BrowserWaitRequest(_Request):
+    """``POST /v1/browser/interactions/wait``."""
+
+    condition: str = Field(
+        min_length=1, strict=True, description="visible, hidden (with a selector), load or networkidle."
+    )
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    selector: str | None = Field(default=None, strict=True, description="The element, for visible/hidden.")
+    timeout: float = Field(default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait.")
+
+
+class BrowserScreenshotRequest(_Request):
+    """``POST /v1/browser/interactions/screenshot``."""
+
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    full_page: bool = Field(default=True, strict=True, description="Capture the whole page, not only the viewport.")
+    format: Literal["png", "jpeg"] = Field(default="png", description="Image format.")
+    clip: dict[str, float] | None = Field(default=None, description="Region {x, y, width, height} in CSS pixels.")
+    quality: int | None = Field(default=None, ge=0, le=100, strict=True, description="JPEG quality (0..100).")
+
+
+class BrowserScreenshotResponse(_Response):
+    """The screenshot, base64-encoded."""
+
+    session_id: str = Field(description="The browser session.")
+    screenshot: str = Field(description="The image, base64-encoded.")
+    format: str = Field(description="'png' or 'jpeg'.")
+
+
+class BrowserExtractRequest(_Request):
+    """``POST /v1/browser/interactions/extract``."""
+
+    session_id: str = Field(min_length=1, strict=True, description="The browser session.")
+    selector: str | None = Field(default=None, strict=True, description="Elements to read (default: the body).")
+    attributes: list[str] | None = Field(default=None, description="Attributes to read (default: all).")
+
+
+class BrowserExtractResponse(_Response):
+    """The elements matching the selector."""
+
+    session_id: str = Field(description="The browser session.")
+    elements: list[ExtractedElement] = Field(description="Tag, text and attributes of each element.")
+    count: int = Field(description="Number of elements.")
+
+
+class BrowserContentRequest(_Request):
+    """``POST /v1/browser/interactions/content``: readable text, interactive elements and anchors.
+
+    With ``url`` the page is opened first; without ``session_id`` (local mode) the server's default
+    browser session is used.
+    """
+
+    session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
+    url: str | None = Field(default=None, strict=True, description="Open this URL first (local mode requires it).")
+    include_interactive: bool = Field(default=True, strict=True, description="List links, buttons and fields.")
+    include_anchors: bool = Field(default=True, strict=True, description="Map text snippets to selectors.")
+    max_anchors: int = Field(default=50, ge=0, le=1000, strict=True, description="Most anchors returned.")
+    wait_timeout: float = Field(
+        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for ``url`` to load."
+    )

@@ -143,6 +143,28 @@ def start_page_server() -> tuple[PageServer, ThreadingHTTPServer]:
 DENIED = "127.0.0.2"
 
 
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run here (no Playwright, no Chromium), or None when they can."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    if importlib.util.find_spec("playwright") is None:
+        return "the 'playwright' package is not installed (pip install 'coderunner[browser]')"
+    from coderunner.browser import BrowserSettings
+    from coderunner.browser.engine import find_chromium
+    from coderunner.errors import BackendUnavailableError, ConfigurationError
+
+    # Playwright's own browsers (``playwright install chromium``), found without starting its driver.
+    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    own = sorted(cache.glob("chromium-*/chrome-linux*/chrome"))
+    try:
+        find_chromium(BrowserSettings.from_env().chromium, str(own[-1]) if own else None)
+    except (BackendUnavailableError, ConfigurationError) as exc:
+        return f"no Chromium: {exc.message}"
+    return None
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,35 +6,16 @@ Skipped, with the reason, only when Playwright or a Chromium executable is genui
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from browser_helpers import DENIED, PageServer, start_page_server
+from browser_helpers import DENIED, PageServer, chromium_missing, start_page_server
 
 from coderunner.backends.inprocess import AsyncInProcessBackend, InProcessBackend
 from coderunner.browser import BrowserSettings
-from coderunner.browser.engine import find_chromium
 from coderunner.config import Settings
-from coderunner.errors import BackendUnavailableError, ConfigurationError
 
-
-def _chromium_missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "the 'playwright' package is not installed (pip install 'coderunner[browser]')"
-    # Playwright's own browsers (``playwright install chromium``), found without starting its driver.
-    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
-    own = sorted(cache.glob("chromium-*/chrome-linux*/chrome"))
-    try:
-        find_chromium(BrowserSettings.from_env().chromium, str(own[-1]) if own else None)
-    except (BackendUnavailableError, ConfigurationError) as exc:
-        return f"no Chromium: {exc.message}"
-    return None
-
-
-_MISSING = _chromium_missing()
+_MISSING = chromium_missing()
 
 
 @pytest.fixture(scope="session")

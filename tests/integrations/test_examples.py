@@ -16,6 +16,9 @@ from mcp import Client, StdioServerParameters
 from coderunner.cli import build_parser
 from coderunner.tools import get_tool_specs
 
+HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+"""The MCP server lists the browser tools when playwright is installed."""
+
 EXPECTED = {
     "totals": "[('north', 150), ('south', 80)]",
     "bash": "42",
@@ -51,6 +54,6 @@ async def test_mcp_config_starts_a_working_server() -> None:
     env = {**os.environ, **entry["env"], "CODERUNNER_POOL_SIZE": "0"}
     async with Client(StdioServerParameters(command=command, args=entry["args"], env=env)) as client:
         listed = await client.list_tools()
-        assert [t.name for t in listed.tools] == [s.name for s in get_tool_specs(sessions=True)]
+        assert [t.name for t in listed.tools] == [s.name for s in get_tool_specs(sessions=True, browser=HAS_PLAYWRIGHT)]
         result = await client.call_tool("execute_bash_command", {"command": "echo from-config"})
         assert not result.is_error and "from-config" in result.content[0].text

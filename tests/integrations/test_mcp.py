@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +32,7 @@ def text_of(result: Any) -> str:
 async def exercise(client: Client) -> None:
     """The behaviour every transport must show: tools, state, errors, images, sessions."""
     listed = await client.list_tools()
-    specs = get_tool_specs(sessions=True)
+    specs = get_tool_specs(sessions=True, browser=importlib.util.find_spec("playwright") is not None)
     assert [t.name for t in listed.tools] == [s.name for s in specs]
     assert {t.name: t.input_schema for t in listed.tools} == {s.name: s.parameters for s in specs}
 

@@ -36,31 +36,32 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
-async def mcp_tools() -> dict[str, tuple[str, dict[str, Any]]]:
-    server = build_mcp_server(CodeRunner(backend=FakeBackend()))
+async def mcp_tools(browser: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+    server = build_mcp_server(CodeRunner(backend=FakeBackend()), browser=browser)
     async with Client(server, mode="legacy") as client:
         listed = await client.list_tools()
     return {t.name: (t.description or "", t.input_schema) for t in listed.tools}
 
 
-def exported(sessions: bool) -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
+def exported(sessions: bool, browser: bool) -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
     """surface -> tool name -> (description, parameters schema), for every sync surface."""
     runner = CodeRunner(backend=FakeBackend())
     surfaces: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "openai-chat": {
             t["function"]["name"]: (t["function"]["description"], t["function"]["parameters"])
-            for t in get_tools("chat", sessions=sessions)
+            for t in get_tools("chat", sessions=sessions, browser=browser)
         },
         "openai-responses": {
-            t["name"]: (t["description"], t["parameters"]) for t in get_tools("responses", sessions=sessions)
+            t["name"]: (t["description"], t["parameters"])
+            for t in get_tools("responses", sessions=sessions, browser=browser)
         },
     }
-    lc = get_langchain_tools(runner, sessions=sessions)
+    lc = get_langchain_tools(runner, sessions=sessions, browser=browser)
     surfaces["langchain-tool_call_schema"] = {t.name: (t.description, t.tool_call_schema) for t in lc}
     surfaces["langchain-openai-conversion"] = {
         t.name: (t.description, convert_to_openai_tool(t)["function"]["parameters"]) for t in lc
     }
-    li = get_llamaindex_tools(runner, sessions=sessions)
+    li = get_llamaindex_tools(runner, sessions=sessions, browser=browser)
     surfaces["llamaindex-metadata"] = {
         t.metadata.name: (t.metadata.description, t.metadata.get_parameters_dict()) for t in li
     }
@@ -74,13 +75,14 @@ def exported(sessions: bool) -> dict[str, dict[str, tuple[str, dict[str, Any]]]]
     return surfaces
 
 
+@pytest.mark.parametrize("browser", [False, True], ids=["code", "browser"])
 @pytest.mark.parametrize("sessions", [False, True], ids=["plain", "sessions"])
-async def test_every_surface_exports_the_spec(sessions: bool) -> None:
-    specs = get_tool_specs(sessions=sessions)
+async def test_every_surface_exports_the_spec(sessions: bool, browser: bool) -> None:
+    specs = get_tool_specs(sessions=sessions, browser=browser)
     expected = {s.name: (squash(s.description), normalize(s.parameters)) for s in specs}
-    surfaces = exported(sessions)
+    surfaces = exported(sessions, browser)
     if sessions:  # the MCP server always exposes sessions
-        surfaces["mcp"] = await mcp_tools()
+        surfaces["mcp"] = await mcp_tools(browser)
     for surface, tools in surfaces.items():
         got = {name: (squash(desc), normalize(schema)) for name, (desc, schema) in tools.items()}
         assert list(got) == list(expected), f"{surface}: tool names or order differ"
@@ -90,7 +92,7 @@ async def test_every_surface_exports_the_spec(sessions: bool) -> None:
 
 def test_spec_schemas_are_clean_and_portable() -> None:
     required = {"execute_python_code": ["code"], "execute_bash_command": ["command"]}
-    for spec in get_tool_specs(sessions=True):
+    for spec in get_tool_specs(sessions=True, browser=True):
         schema = spec.parameters
         assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", spec.name)
         assert len(spec.description) <= 1024, f"{spec.name}: LlamaIndex/OpenAI limit descriptions to 1024 chars"
@@ -107,7 +109,7 @@ def test_spec_schemas_are_clean_and_portable() -> None:
 
 def test_strict_schemas_follow_openai_rules() -> None:
     for api in ("chat", "responses"):
-        for tool in get_tools(api, strict=True, sessions=True):  # type: ignore[arg-type]
+        for tool in get_tools(api, strict=True, sessions=True, browser=True):  # type: ignore[arg-type]
             params = tool["function"]["parameters"] if api == "chat" else tool["parameters"]
             assert params["additionalProperties"] is False
             assert params["required"] == list(params["properties"])

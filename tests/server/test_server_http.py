@@ -212,16 +212,19 @@ def test_session_routes_files_and_interrupt(http: httpx.Client) -> None:
     assert _is_json_error(http.get(f"/sessions/{sid}"), 404)["code"] == "session_not_found"
 
 
-def test_browser_routes_answer_501_json(http: httpx.Client) -> None:
+def test_browser_routes_answer_501_json_without_the_capability(live_server_factory: Any) -> None:
+    # The fake backend has no browser: every browser route says so, as JSON.
+    server = live_server_factory(env={"CODERUNNER_BACKEND": "fake"})
     routes = [
         ("POST", "/v1/browser/sessions/"),
         ("GET", "/v1/browser/sessions/"),
         ("POST", "/v1/browser/interactions/navigate"),
         ("DELETE", "/v1/browser/sessions/abc"),
     ]
-    for method, path in routes:
-        body = _is_json_error(http.request(method, path, json={"url": "http://127.0.0.1:1/"}), 501)
-        assert "not available yet" in body["detail"]
+    with server.client() as http:
+        for method, path in routes:
+            body = _is_json_error(http.request(method, path, json={"url": "http://127.0.0.1:1/"}), 501)
+            assert body["code"] == "unsupported" and "no browser capability" in body["detail"]
 
 
 def test_capacity_is_a_json_429(live_server_factory: Any) -> None:

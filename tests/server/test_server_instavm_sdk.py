@@ -15,7 +15,7 @@ import pytest
 instavm = pytest.importorskip("instavm", reason="the instavm SDK is in the dev extra")
 from instavm import InstaVM  # noqa: E402
 from instavm.exceptions import AuthenticationError as SDKAuthenticationError  # noqa: E402
-from instavm.exceptions import BrowserError, InstaVMError  # noqa: E402
+from instavm.exceptions import InstaVMError  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -191,17 +191,6 @@ def test_local_mode_uses_a_default_session(open_server: LiveServer) -> None:
 def test_local_mode_bash(open_server: LiveServer, require_bash: None) -> None:
     client = InstaVM(local=True, local_url=open_server.base_url)
     assert client.execute("echo local-bash", language="bash")["stdout"] == "local-bash\n"
-
-
-def test_browser_is_a_clear_501(open_server: LiveServer, keyed_server: LiveServer) -> None:
-    local = InstaVM(local=True, local_url=open_server.base_url)
-    with pytest.raises(BrowserError, match=r"(?s)501.*not available yet"):
-        local.browser_navigate("http://127.0.0.1:1/")
-    with pytest.raises(InstaVMError, match=r"(?s)501.*not available yet"):
-        local.browser_extract_content(url="http://127.0.0.1:1/")
-    cloud = InstaVM(api_key=keyed_server.api_key, base_url=keyed_server.base_url, auto_start_session=False)
-    with pytest.raises(BrowserError, match="501"):
-        cloud.create_browser_session()
 
 
 def _cli(server: LiveServer, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
