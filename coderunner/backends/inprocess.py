@@ -70,7 +70,7 @@ class _Host:
                     # Under the engine directory: the orphan reaper removes it, and the registered pid
                     # lets Engine.kill_now() and reap_orphans() kill a browser left by a crashed runner.
                     runtime_dir=self.engine.dir / "browser",
-                    register_pid=self.engine._register,
+                    register_pid=self.engine.register_process,
                     backend_name=backend_name,
                 )
             return self.browser

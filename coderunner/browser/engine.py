@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import tempfile
 import time
 import uuid
@@ -56,6 +55,7 @@ from coderunner.browser.models import (
     Viewport,
 )
 from coderunner.browser.proxy import EgressProxy
+from coderunner.engine.engine import kill_group, pid_signature
 from coderunner.errors import (
     BackendUnavailableError,
     CapacityError,
@@ -156,22 +156,6 @@ def find_chromium(configured: str | None = None, playwright_path: str | None = N
         "No Chromium browser was found. Install one with `apt-get install chromium` (Debian/Ubuntu) or "
         "`playwright install chromium`, or point CODERUNNER_CHROMIUM at a Chromium/Chrome executable."
     )
-
-
-def _pid_signature(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _kill_group(pid: int, create_time: float | None) -> None:
-    # Only if pid is still the process we started (pids are reused).
-    sig = _pid_signature(pid)
-    if sig is None or (create_time is not None and abs(sig - create_time) > 0.01):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _find_browser_pid(marker: str) -> int | None:
@@ -348,7 +332,7 @@ class BrowserEngine:
         self._browser = browser
         browser.on("disconnected", lambda _b: self._on_disconnected(generation))
         self._browser_pid = _find_browser_pid(marker)
-        self._browser_ct = _pid_signature(self._browser_pid) if self._browser_pid else None
+        self._browser_ct = pid_signature(self._browser_pid) if self._browser_pid else None
         if self._browser_pid is not None and self._register_pid is not None:
             self._register_pid(self._browser_pid)
         self.totals["browser_launches"] += 1
@@ -364,7 +348,7 @@ class BrowserEngine:
             return
         self._browser = None
         if self._browser_pid is not None:
-            _kill_group(self._browser_pid, self._browser_ct)  # leftover renderers of a killed browser
+            kill_group(self._browser_pid, self._browser_ct)  # leftover renderers of a killed browser
         if self._closed:
             return
         self.totals["browser_crashes"] += 1
@@ -413,7 +397,7 @@ class BrowserEngine:
     def kill_now(self) -> None:
         """Synchronously kill the browser's process group and remove private files (for atexit)."""
         if self._browser_pid is not None:
-            _kill_group(self._browser_pid, self._browser_ct)
+            kill_group(self._browser_pid, self._browser_ct)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
         _LIVE.discard(self)

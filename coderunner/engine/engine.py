@@ -34,7 +34,7 @@ from coderunner.errors import (
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 
-__all__ = ["Engine", "kernel_class"]
+__all__ = ["Engine", "kernel_class", "kill_group", "pid_signature", "reap_orphans"]
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,17 @@ def kernel_class(language: str) -> type[Kernel]:
     return cls
 
 
-def _pid_signature(pid: int) -> float | None:
+def pid_signature(pid: int) -> float | None:
+    """The process's start time, which tells a live pid from a reused one (None: no such process)."""
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
 
 
-def _kill_group(pid: int, create_time: float | None) -> None:
+def kill_group(pid: int, create_time: float | None) -> None:
     """Kill ``pid``'s process group, but only if ``pid`` is still the process we started."""
-    sig = _pid_signature(pid)
+    sig = pid_signature(pid)
     if sig is None or (create_time is not None and abs(sig - create_time) > 0.01):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -90,12 +91,12 @@ def reap_orphans(runtime_root: Path) -> int:
             owner_pid, owner_ct = int(owner["pid"]), float(owner["create_time"])
         except (OSError, ValueError, KeyError, TypeError):
             owner_pid, owner_ct = -1, 0.0
-        sig = _pid_signature(owner_pid) if owner_pid > 0 else None
+        sig = pid_signature(owner_pid) if owner_pid > 0 else None
         if sig is not None and abs(sig - owner_ct) < 0.01:
             continue  # its owner is alive: not an orphan
         for pid_file in (engine_dir / "pids").glob("*"):
             with contextlib.suppress(OSError, ValueError):
-                _kill_group(int(pid_file.name), float(pid_file.read_text()))
+                kill_group(int(pid_file.name), float(pid_file.read_text()))
         shutil.rmtree(engine_dir, ignore_errors=True)
         cleaned += 1
     return cleaned
@@ -184,7 +185,7 @@ class Engine:
     def kill_now(self) -> None:
         """Synchronously kill every kernel this engine started and remove its directory (for atexit)."""
         for pid, ct in list(self._kernels.items()):
-            _kill_group(pid, ct)
+            kill_group(pid, ct)
         self._kernels.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
         _LIVE_ENGINES.discard(self)
@@ -228,11 +229,12 @@ class Engine:
             await kernel.start(cwd, env, self.dir)
         finally:
             if kernel.pid is not None:
-                self._register(kernel.pid)
+                self.register_process(kernel.pid)
         return kernel
 
-    def _register(self, pid: int) -> None:
-        ct = _pid_signature(pid)
+    def register_process(self, pid: int) -> None:
+        """Record a child process (a kernel, the browser) so exit and the orphan reaper can kill it."""
+        ct = pid_signature(pid)
         self._kernels[pid] = ct
         with contextlib.suppress(OSError):
             (self.dir / "pids" / str(pid)).write_text(repr(ct))
