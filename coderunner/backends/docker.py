@@ -37,22 +37,25 @@ Errors (all from :mod:`coderunner.errors`; no ``docker.errors.*`` or ``httpx.*``
 
 Environment variables (each the default of the option of the same name):
 
-===============================  ==============  ===========================================================
-Variable                         Option          Meaning
-===============================  ==============  ===========================================================
-DOCKER_HOST                      base_url        the engine (unix socket, tcp://, ssh://); Podman's works too
-CODERUNNER_DOCKER_IMAGE          image           use this image as is (never built); default: build one
-CODERUNNER_DOCKER_BASE           base            base of the built image (default python:3.12-slim, or the
-                                                 offline coderunner-base:bookworm when that exists locally)
-CODERUNNER_DOCKER_DATASCIENCE    datascience     1/0: numpy, pandas, matplotlib, pillow in the image (1)
-CODERUNNER_DOCKER_NETWORK        network         none (default), default/1 (the engine's default network),
-                                                 host, or a network name
-CODERUNNER_DOCKER_MEMORY         memory          memory limit, no swap (default 1g)
-CODERUNNER_DOCKER_CPUS           cpus            CPU limit (default 1)
-CODERUNNER_DOCKER_PIDS_LIMIT     pids_limit      processes + threads (default 256)
-CODERUNNER_DOCKER_RUNTIME        runtime         OCI runtime, e.g. runsc for gVisor (default: the engine's)
-CODERUNNER_DOCKER_TRANSPORT      transport       uds (default for a local engine) or tcp
-===============================  ==============  ===========================================================
+==================================  ================  ===========================================================
+Variable                            Option            Meaning
+==================================  ================  ===========================================================
+DOCKER_HOST                         base_url          the engine (unix socket, tcp://, ssh://); Podman's works too
+CODERUNNER_DOCKER_IMAGE             image             use this image as is (never built); default: build one
+CODERUNNER_DOCKER_BASE              base              base of the built image (default python:3.12-slim, or the
+                                                      offline coderunner-base:bookworm when that exists locally)
+CODERUNNER_DOCKER_DATASCIENCE       datascience       1/0: numpy, pandas, matplotlib, pillow in the image (1)
+CODERUNNER_DOCKER_BROWSER           browser           1/0: Chromium and Playwright in the image (1)
+CODERUNNER_DOCKER_NETWORK           network           none (default), default/1 (the engine's default network),
+                                                      host, or a network name
+CODERUNNER_DOCKER_BROWSER_NETWORK   browser_options   the same for the browser container only (default: the
+                                                      sessions' network)
+CODERUNNER_DOCKER_MEMORY            memory            memory limit, no swap (default 1g)
+CODERUNNER_DOCKER_CPUS              cpus              CPU limit (default 1)
+CODERUNNER_DOCKER_PIDS_LIMIT        pids_limit        processes + threads (default 256)
+CODERUNNER_DOCKER_RUNTIME           runtime           OCI runtime, e.g. runsc for gVisor (default: the engine's)
+CODERUNNER_DOCKER_TRANSPORT         transport         uds (default for a local engine) or tcp
+==================================  ================  ===========================================================
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ from pydantic import BaseModel, ConfigDict
 
 from coderunner import _core
 from coderunner._version import __version__
+from coderunner.backends.docker_browser import AsyncDockerBrowserMixin, BrowserContainer, DockerBrowserMixin
+from coderunner.browser.config import BrowserSettings
 from coderunner.config import Settings
 from coderunner.errors import (
     BackendError,
@@ -144,6 +149,7 @@ LABEL_OWNER_HOST = "org.coderunner.owner-host"
 LABEL_ROLE = "org.coderunner.role"
 LABEL_IMAGE = "org.coderunner.image"
 LABEL_HASH = "org.coderunner.content-hash"
+LABEL_BROWSER = "org.coderunner.browser"
 
 _IN_WORK = "/work"
 _IN_SOCK_DIR = "/run/coderunner"
@@ -253,7 +259,7 @@ class ContainerOptions:
         values: dict[str, Any] = {}
         raw = env.get("CODERUNNER_DOCKER_NETWORK", "").strip()
         if raw:
-            values["network"] = raw.lower() if raw.lower() in ("none", "default", "host", "0", "1") else raw
+            values["network"] = network_from_text(raw)
         if env.get("CODERUNNER_DOCKER_MEMORY", "").strip():
             values["memory"] = env["CODERUNNER_DOCKER_MEMORY"].strip()
         for var, name, kind in (
@@ -269,6 +275,11 @@ class ContainerOptions:
         if env.get("CODERUNNER_DOCKER_RUNTIME", "").strip():
             values["runtime"] = env["CODERUNNER_DOCKER_RUNTIME"].strip()
         return cls(**values)
+
+
+def network_from_text(raw: str) -> str:
+    """A ``network`` option from a variable's text: the keywords lower-cased, a network's name as it is."""
+    return raw.lower() if raw.lower() in ("none", "default", "host", "0", "1") else raw
 
 
 # -- the engine --------------------------------------------------------------------------------------
@@ -352,29 +363,36 @@ class ImageSpec:
     Attributes:
         base: Base image (None: ``CODERUNNER_DOCKER_BASE``, else the offline base if present, else python:3.12-slim).
         datascience: Install numpy, pandas, matplotlib and pillow (``CODERUNNER_DOCKER_DATASCIENCE``, default on).
+        browser: Install Playwright, and Debian's Chromium when the base has none, for the backend's browser
+            container (``CODERUNNER_DOCKER_BROWSER``, default on).
     """
 
     base: str | None = None
     datascience: bool | None = None
+    browser: bool | None = None
 
     def resolved(self, client: DockerClient) -> ImageSpec:
         """A copy with every default filled in."""
         base = self.base or os.environ.get("CODERUNNER_DOCKER_BASE", "").strip() or None
         if base is None:
             base = OFFLINE_BASE if _image_exists(client, OFFLINE_BASE) else DEFAULT_BASE
-        datascience = self.datascience
-        if datascience is None:
-            datascience = os.environ.get("CODERUNNER_DOCKER_DATASCIENCE", "1").strip().lower() not in (
-                "0",
-                "false",
-                "no",
-            )
-        return ImageSpec(base=base, datascience=datascience)
+        datascience = _env_flag("CODERUNNER_DOCKER_DATASCIENCE") if self.datascience is None else self.datascience
+        browser = _env_flag("CODERUNNER_DOCKER_BROWSER") if self.browser is None else self.browser
+        return ImageSpec(base=base, datascience=datascience, browser=browser)
 
     @property
     def extras(self) -> str:
         """The coderunner extras installed in the image."""
-        return "server,datascience" if self.datascience else "server"
+        return ",".join(
+            ["server"] + (["datascience"] if self.datascience else []) + (["browser"] if self.browser else [])
+        )
+
+
+def _env_flag(name: str, default: bool = True) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    return text not in ("0", "false", "no", "off")
 
 
 def _image_exists(client: DockerClient, name: str) -> bool:
@@ -473,9 +491,10 @@ def _stderr(message: str) -> None:
 
 
 _PROBE = (
-    "import json, platform, shutil, sys; libc = platform.libc_ver(); "
+    "import ctypes.util, json, platform, shutil, sys; libc = platform.libc_ver(); "
     "print(json.dumps({'python': '%d.%d' % sys.version_info[:2], 'libc': libc[0], 'libc_version': libc[1], "
-    "'machine': platform.machine(), 'tools': [t for t in ('bash', 'node', 'npm') if shutil.which(t)]}))"
+    "'machine': platform.machine(), 'tools': [t for t in ('bash', 'node', 'npm', 'chromium') if shutil.which(t)] "
+    "+ (['libatomic'] if ctypes.util.find_library('atomic') else [])}))"
 )
 
 
@@ -585,14 +604,22 @@ def build_image(
         ctx = Path(tmp)
         shutil.copy2(find_dockerfile(), ctx / "Dockerfile")
         _fetch_wheels(ctx, spec, probe, progress)
-        offline = {"bash", "node", "npm"} <= set(probe.get("tools", []))
-        progress(f"docker build ({'network none' if offline else 'with network: the base lacks node/npm/bash'})")
+        # libatomic: the node binary inside the playwright wheel links it.
+        needed = {"bash", "node", "npm"} | ({"chromium", "libatomic"} if spec.browser else set())
+        lacking = sorted(needed - set(probe.get("tools", [])))
+        offline = not lacking
+        progress(f"docker build ({'network none' if offline else 'with network: the base lacks ' + '/'.join(lacking)})")
         with _docker_errors(f"Building image {tag}"):
             stream = client.api.build(
                 path=str(ctx),
                 tag=tag,
                 buildargs={"BASE": spec.base, "EXTRAS": spec.extras, "UID": str(SANDBOX_UID)},
-                labels={LABEL_IMAGE: "sandbox", LABEL_HASH: full_hash, "org.coderunner.version": __version__},
+                labels={
+                    LABEL_IMAGE: "sandbox",
+                    LABEL_HASH: full_hash,
+                    LABEL_BROWSER: "1" if spec.browser else "0",
+                    "org.coderunner.version": __version__,
+                },
                 network_mode="none" if offline else None,
                 rm=True,
                 forcerm=True,
@@ -956,6 +983,7 @@ class _Wire:
             headers=headers,
             timeout=httpx.Timeout(60.0, connect=10.0),
         )
+        self.uds, self.url, self.api_key = uds, url, api_key
         self._uds, self._url, self._headers = uds, url, {"Content-Type": "application/json", **headers}
         # Kept-alive stdlib connections for the hot execute call (see fast_post).
         self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
@@ -1226,8 +1254,10 @@ class _Fleet:
                 "(scripts/docker-engine.sh does this when /usr/bin/runsc exists)."
             )
 
-    def start(self, options: ContainerOptions, *, role: str, work: Path | None = None) -> _Box:
-        """Start a container and wait until its agent answers."""
+    def start(
+        self, options: ContainerOptions, *, role: str, work: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> _Box:
+        """Start a container and wait until its agent answers (``env`` adds to or overrides the agent's variables)."""
         self._check_runtime(options.runtime)
         with self._lock:
             if self._closed:
@@ -1256,6 +1286,7 @@ class _Fleet:
             "CODERUNNER_INTERRUPT_GRACE": str(self.settings.interrupt_grace),
             "CODERUNNER_TRACK_FILES": "1" if self.settings.track_files else "0",
             "CODERUNNER_TIMEOUT": "none",
+            **(env or {}),
         }
         command = ["coderunner", "sandbox-agent", "--workdir", _IN_WORK]
         if self.transport == "uds":
@@ -1440,8 +1471,11 @@ class _Fleet:
             boxes = list(self._boxes.values())
             self._pool.clear()
         self._threads.shutdown(wait=True, cancel_futures=True)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(self._remove_box, boxes))
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(self._remove_box, boxes))
+        except RuntimeError:  # at interpreter exit no new threads start: kill_now() below removes them all
+            pass
         self.kill_now()
         with contextlib.suppress(Exception):
             self.client.close()
@@ -1528,8 +1562,11 @@ def _death_message(state: Mapping[str, Any], limit: str | int) -> tuple[str, int
     )
 
 
-class DockerBackend:
+class DockerBackend(DockerBrowserMixin):
     """Synchronous Docker backend: each session in its own container. See :class:`coderunner.backend.Backend`.
+
+    It has the browser capability (:class:`coderunner.browser.protocol.BrowserBackend`): browser sessions run
+    in a browser container of their own, see :mod:`coderunner.backends.docker_browser`.
 
     Args:
         settings: Runner settings (``pool_size`` is the number of warm containers).
@@ -1537,6 +1574,10 @@ class DockerBackend:
         image: Image to run as is (default ``CODERUNNER_DOCKER_IMAGE``, else built by content hash).
         base: Base image when building (default ``CODERUNNER_DOCKER_BASE``, see :class:`ImageSpec`).
         datascience: Put numpy, pandas, matplotlib and pillow in a built image (default on).
+        browser: Put Chromium and Playwright in a built image, for browser sessions (default on).
+        browser_settings: Egress rules and limits of the browser (default: ``CODERUNNER_BROWSER_*``).
+        browser_options: Container options of the browser container that differ from the sessions', e.g.
+            ``{"network": "host"}`` to let the browser, and only it, reach this machine's network.
         transport: 'uds' (unix socket, the default for a local engine) or 'tcp' (remote engines).
         progress: Called with progress lines while an image is built (default: printed to stderr).
         **container_options: Defaults for every session's container: ``network``, ``memory``, ``cpus``,
@@ -1553,6 +1594,9 @@ class DockerBackend:
         image: str | None = None,
         base: str | None = None,
         datascience: bool | None = None,
+        browser: bool | None = None,
+        browser_settings: BrowserSettings | None = None,
+        browser_options: Mapping[str, Any] | None = None,
         transport: str | None = None,
         progress: Callable[[str], None] | None = None,
         **container_options: Any,
@@ -1564,12 +1608,18 @@ class DockerBackend:
             self.settings,
             base_url=base_url,
             image=image,
-            image_spec=ImageSpec(base=base, datascience=datascience),
+            image_spec=ImageSpec(base=base, datascience=datascience, browser=browser),
             defaults=defaults,
             pool_size=self.settings.pool_size,
             transport=transport,
             progress=progress,
         )
+        self._browser = BrowserContainer(self._fleet, browser_settings, browser_options)
+        try:
+            self._browser.options()  # a bad browser option fails now, not at the first browser session
+        except BaseException:
+            self._fleet.close()
+            raise
         self._sessions: dict[str, _Session] = {}
         self._tombstones: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -1920,10 +1970,11 @@ class DockerBackend:
             for sid in list(self._sessions):
                 self._tombstones[sid] = "the runner was closed"
             self._sessions.clear()
+        self._browser.close()
         self._finalizer()
 
 
-class AsyncDockerBackend:
+class AsyncDockerBackend(AsyncDockerBrowserMixin):
     """Asynchronous Docker backend: the synchronous one's calls, run in worker threads.
 
     The Docker SDK is synchronous, and the HTTP calls to a container are a few milliseconds; running both
@@ -1931,15 +1982,11 @@ class AsyncDockerBackend:
     """
 
     name = "docker"
+    sync: DockerBackend
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         self.sync = DockerBackend(settings, **options)
         self.settings = self.sync.settings
-
-    async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        import asyncio
-
-        return await asyncio.to_thread(func, *args, **kwargs)
 
     async def create_session(
         self,

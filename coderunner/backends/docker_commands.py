@@ -19,7 +19,7 @@ __all__: list[str] = []
 def _spec(args: argparse.Namespace) -> Any:
     from coderunner.backends.docker import ImageSpec
 
-    return ImageSpec(base=args.base, datascience=args.datascience)
+    return ImageSpec(base=args.base, datascience=args.datascience, browser=args.browser)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     )
 
 
-def _datascience(text: str) -> bool:
+def _flag(text: str) -> bool:
     return text.lower() not in ("0", "false", "no", "off")
 
 
@@ -122,10 +122,17 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         p.add_argument("--base", default=None, help="base image (CODERUNNER_DOCKER_BASE)")
         p.add_argument(
             "--datascience",
-            type=_datascience,
+            type=_flag,
             default=None,
             metavar="1|0",
             help="numpy, pandas, matplotlib and pillow in the image (CODERUNNER_DOCKER_DATASCIENCE, default 1)",
+        )
+        p.add_argument(
+            "--browser",
+            type=_flag,
+            default=None,
+            metavar="1|0",
+            help="Chromium and Playwright in the image, for browser sessions (CODERUNNER_DOCKER_BROWSER, default 1)",
         )
         p.set_defaults(func=func)
         if name == "build":

@@ -707,6 +707,9 @@ class InstaVMBackend(_Wire):
         base_url: Server URL (default ``INSTAVM_BASE_URL`` or https://api.instavm.io).
         http_timeout: Seconds to wait for answers other than executions.
         max_retries: Retries of requests that could not connect (nothing was sent).
+        transport: The httpx transport to send requests through (default: TCP); e.g.
+            ``httpx.HTTPTransport(uds=path)`` for a server on a unix socket, as the Docker backend's
+            browser container is.
     """
 
     def __init__(
@@ -717,12 +720,13 @@ class InstaVMBackend(_Wire):
         base_url: str | None = None,
         http_timeout: float = DEFAULT_HTTP_TIMEOUT,
         max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(
             settings, api_key=api_key, base_url=base_url, http_timeout=http_timeout, max_retries=max_retries
         )
         self._client = httpx.Client(
-            headers=self.headers(), timeout=http_timeout, transport=httpx.HTTPTransport(**_TRANSPORT)
+            headers=self.headers(), timeout=http_timeout, transport=transport or httpx.HTTPTransport(**_TRANSPORT)
         )
 
     def _send(self, call: _Call) -> Any:

@@ -80,6 +80,27 @@ class BrowserSettings:
             raise ConfigurationError("browser idle_timeout must be positive (or None for never).")
         self.policy()  # raises on a malformed rule
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``CODERUNNER_BROWSER_*`` variables, for a browser engine in another process.
+
+        ``chromium`` is left out: a path on this machine means nothing inside a container.
+        """
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "chromium":
+                continue
+            if f.name in ("allow", "deny"):
+                text = ",".join(value)
+            elif f.name == "idle_timeout":
+                text = "none" if value is None else repr(float(value))
+            elif isinstance(value, bool):
+                text = "1" if value else "0"
+            else:
+                text = str(value)
+            env[BROWSER_ENV_VARS[f.name]] = text
+        return env
+
     def policy(self) -> EgressPolicy:
         """The egress policy these settings describe."""
         return EgressPolicy(self.allow, self.deny, public_bind=self.public_bind, default=self.egress_default)

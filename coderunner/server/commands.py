@@ -166,10 +166,11 @@ def browser_backend_options(backend: str, host: str) -> dict[str, Any]:
 
     On a non-loopback address, remote callers must not reach this machine's loopback or private
     network through the browser, so the egress policy gets ``public_bind=True`` (the other
-    ``CODERUNNER_BROWSER_*`` settings still apply). Only the in-process backend runs its browser
-    on this machine and takes ``browser_settings``; other backends get no extra option.
+    ``CODERUNNER_BROWSER_*`` settings still apply). The in-process backend runs its browser on this
+    machine, the Docker backend in a container that may have a network (``browser_options``): both
+    take ``browser_settings``; other backends get no extra option.
     """
-    if backend != "inprocess" or is_loopback(host):
+    if backend not in ("inprocess", "docker") or is_loopback(host):
         return {}
     from coderunner.browser.config import BrowserSettings
 

@@ -141,19 +141,27 @@ async def _runner_scope(source: RunnerSource) -> AsyncIterator[Any]:
 
 
 def _browser_by_default(source: RunnerSource) -> bool:
-    """List the browser tools when ``playwright`` is installed and the source is not a backend without a browser.
+    """List the browser tools when the backend has the browser capability and can drive a browser.
 
-    Only a backend given directly is checked: a runner's backend may not exist yet, and building it
-    to look would start an engine.
+    A backend given directly is checked with ``isinstance``; otherwise the configured backend's name
+    decides (a runner's backend may not exist yet, and building it to look would start an engine).
+    Only the in-process browser runs here and needs the ``playwright`` package on this machine; the
+    Docker backend's runs in its container, the InstaVM backend's on the server.
     """
     from coderunner.backend import AsyncBackend, Backend
     from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
+    from coderunner.config import Settings
 
-    if importlib.util.find_spec("playwright") is None:
-        return False
     if isinstance(source, (AsyncBackend, Backend)):
-        return isinstance(source, (AsyncBrowserBackend, BrowserBackend))
-    return True
+        name = getattr(source, "name", "")
+        capable = isinstance(source, (AsyncBrowserBackend, BrowserBackend))
+    else:
+        settings = getattr(source, "settings", None)
+        name = source if isinstance(source, str) else getattr(settings, "backend", None) or Settings.from_env().backend
+        capable = True
+    if not capable:
+        return False
+    return name != "inprocess" or importlib.util.find_spec("playwright") is not None
 
 
 def build_mcp_server(

@@ -52,3 +52,17 @@ def test_timeout_and_death_under_gvisor(gvisor_runner: CodeRunner) -> None:
         died = s.execute("import os; os._exit(3)")
         assert died.error is not None and died.error.name == "InterpreterDied"
         assert s.execute("print('back')").stdout == "back\n"
+
+
+@pytest.mark.browser
+def test_the_browser_container_runs_under_gvisor_too(gvisor_runner: CodeRunner, docker_client: Any) -> None:
+    page = gvisor_runner.browser.create_session(viewport_width=320, viewport_height=200)
+    try:
+        backend: Any = gvisor_runner.backend
+        host = docker_client.api.inspect_container(backend.browser_container_id)["HostConfig"]
+        assert host["Runtime"] == "runsc" and host["NetworkMode"] == "none"
+        page.navigate("data:text/html,<title>gv</title><p id=p>under gVisor</p>")
+        assert page.extract_elements("#p", ["text"])[0]["text"] == "under gVisor"
+        assert page.screenshot(full_page=False)
+    finally:
+        page.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coderunner import ConfigurationError
-from coderunner.backends.docker import ContainerOptions, _death_message, find_dockerfile, parse_memory
+from coderunner.backends.docker import ContainerOptions, ImageSpec, _death_message, find_dockerfile, parse_memory
 
 pytestmark = pytest.mark.docker
 
@@ -78,3 +78,23 @@ def test_the_dockerfile_is_found_and_builds_offline() -> None:
     assert "ARG BASE=python:3.12-slim" in text
     assert "--no-index" in text  # never reaches an index from inside the build
     assert "USER ${UID}" in text
+
+
+def test_image_extras_follow_the_spec_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ImageSpec(base="b", datascience=True, browser=True).extras == "server,datascience,browser"
+    assert ImageSpec(base="b", datascience=False, browser=False).extras == "server"
+
+    class NoEngine:  # resolved() only asks the engine for the offline base when no base is given
+        images = None
+
+    monkeypatch.setenv("CODERUNNER_DOCKER_BROWSER", "0")
+    monkeypatch.setenv("CODERUNNER_DOCKER_DATASCIENCE", "1")
+    assert ImageSpec(base="b").resolved(NoEngine()).extras == "server,datascience"
+    monkeypatch.delenv("CODERUNNER_DOCKER_BROWSER")
+    assert ImageSpec(base="b").resolved(NoEngine()).browser is True  # on by default
+    assert ImageSpec(base="b", browser=False).resolved(NoEngine()).browser is False  # the argument wins
+
+
+def test_the_dockerfile_installs_the_browser_only_when_asked() -> None:
+    text = find_dockerfile().read_text()
+    assert "*,browser,*" in text and "chromium" in text and "libatomic1" in text

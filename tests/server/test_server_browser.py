@@ -173,10 +173,12 @@ def test_browser_error_bodies_are_json_with_codes(keyed_server: LiveServer, page
 def test_public_bind_hardens_the_inprocess_browser() -> None:
     assert browser_backend_options("inprocess", "127.0.0.1") == {}
     assert browser_backend_options("inprocess", "localhost") == {}
-    assert browser_backend_options("docker", "0.0.0.0") == {}  # its browser does not run on this machine
-    settings = browser_backend_options("inprocess", "0.0.0.0")["browser_settings"]
-    assert settings.public_bind is True
-    assert not settings.policy().check_address("127.0.0.1").allowed
+    assert browser_backend_options("docker", "127.0.0.1") == {}
+    assert browser_backend_options("instavm", "0.0.0.0") == {}  # its browser is another server's
+    for backend in ("inprocess", "docker"):  # the Docker browser container may be given a network
+        settings = browser_backend_options(backend, "0.0.0.0")["browser_settings"]
+        assert settings.public_bind is True
+        assert not settings.policy().check_address("127.0.0.1").allowed
 
 
 def test_browser_routes_are_in_the_openapi_document(open_server: LiveServer) -> None:

@@ -1,0 +1,413 @@
+"""The Docker backend's browser capability: Chromium in a container of its own, beside the session containers.
+
+Where the browser runs, and why:
+
+* **One browser container per runner**, started from the same sandbox image on the first browser session
+  and removed with the runner (close, exit, or the next runner's orphan sweep: it carries the same owner
+  labels, with role ``browser``). Inside, the same agent as a session container serves the same engine's
+  InstaVM browser routes on a unix socket; the host drives them with the InstaVM client code. One engine,
+  one protocol: every action, error and egress rule is the InProcess browser's.
+* **As isolated as the code**: the container gets the runner's container options (no network by default,
+  non-root, all capabilities dropped, no-new-privileges, read-only root, memory/CPU limits, the same
+  runtime, so gVisor too), with a higher pids limit because Chromium runs a few dozen threads per page.
+  Chromium's own sandbox cannot start without user namespaces, so the container is the sandbox, as it is
+  for the code.
+* **Not inside a session's container**: browser sessions are not tied to code sessions (InstaVM's
+  contract), Chromium's memory must not count against the code's limit, and a crash of either must not
+  take the other down.
+
+With the default ``network=False`` the browser reaches only its own loopback: nothing, until you give it a
+network (``browser_options={"network": "host"}`` or a network name), exactly as for code. The
+``CODERUNNER_BROWSER_*`` egress rules apply inside on top of that.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from coderunner.browser.config import BrowserSettings
+from coderunner.browser.errors import BrowserSessionLostError
+from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
+from coderunner.errors import BackendError, BackendUnavailableError, UnsupportedOperationError
+
+if TYPE_CHECKING:
+    from coderunner.backends.docker import ContainerOptions, _Box, _Fleet
+    from coderunner.backends.instavm import InstaVMBackend
+
+__all__ = ["AsyncDockerBrowserMixin", "BrowserContainer", "DockerBrowserMixin"]
+
+T = TypeVar("T")
+
+BROWSER_PIDS_LIMIT = 1024
+"""Least pids limit of the browser container: Chromium runs a process per page, each with ~20 threads."""
+_LOST_MEMORY = 1000  # ids of browser sessions lost with a container, remembered for a clear error
+
+
+class BrowserContainer:
+    """The browser container of one Docker backend and the client that drives it. Thread-safe.
+
+    Args:
+        fleet: The backend's container fleet (starts, labels and removes the container).
+        browser_settings: Egress rules and limits for the engine inside (default: ``CODERUNNER_BROWSER_*``).
+        options: Overrides of the runner's container options for the browser container only (``network``
+            defaults to ``CODERUNNER_DOCKER_BROWSER_NETWORK`` when that is set).
+    """
+
+    def __init__(
+        self, fleet: _Fleet, browser_settings: BrowserSettings | None, options: Mapping[str, Any] | None
+    ) -> None:
+        self._fleet = fleet
+        self._browser_settings = browser_settings
+        self._overrides = dict(options or {})
+        raw = os.environ.get("CODERUNNER_DOCKER_BROWSER_NETWORK", "").strip()
+        if raw and self._overrides.get("network") is None:
+            from coderunner.backends.docker import network_from_text
+
+            self._overrides["network"] = network_from_text(raw)
+        self._lock = threading.Lock()
+        self._box: _Box | None = None
+        self._client: InstaVMBackend | None = None
+        self._lost: dict[str, str] = {}
+        self._closed = False
+
+    def options(self) -> ContainerOptions:
+        """The container options of the browser container (the runner's, with a Chromium-sized pids limit)."""
+        defaults = self._fleet.defaults
+        raised = defaults.with_overrides({"pids_limit": max(defaults.pids_limit, BROWSER_PIDS_LIMIT)})
+        return raised.with_overrides(self._overrides)
+
+    @property
+    def container_id(self) -> str | None:
+        """The running browser container's id (None before the first browser session)."""
+        box = self._box
+        return box.container_id if box is not None else None
+
+    def _check_image(self) -> None:
+        from coderunner.backends.docker import LABEL_BROWSER
+
+        with_browser = None
+        try:
+            labels = self._fleet.client.images.get(self._fleet.image).labels or {}
+            with_browser = labels.get(LABEL_BROWSER)
+        except Exception:  # the start below reports an unusable image better than a label lookup can
+            return
+        if with_browser == "0":
+            raise UnsupportedOperationError(
+                f"The sandbox image {self._fleet.image} was built without a browser (browser=False or "
+                "CODERUNNER_DOCKER_BROWSER=0). Build it with one: 'coderunner image build --browser 1' (unset "
+                "CODERUNNER_DOCKER_BROWSER), then create a new runner."
+            )
+
+    def _connect(self) -> tuple[InstaVMBackend, _Box]:
+        import httpx
+
+        from coderunner.backends.instavm import InstaVMBackend
+
+        with self._lock:
+            if self._closed:
+                raise BackendError("This runner is closed; create a new one.")
+            if self._client is not None and self._box is not None:
+                return self._client, self._box
+            self._check_image()
+            settings = self._browser_settings or BrowserSettings.from_env()
+            # The container's own Python kernel pool would only take memory from Chromium.
+            env = {"CODERUNNER_POOL_SIZE": "0", **settings.to_env()}
+            box = self._fleet.start(self.options(), role="browser", env=env)
+            wire = box.wire
+            transport = httpx.HTTPTransport(uds=wire.uds) if wire.uds else None
+            self._client = InstaVMBackend(
+                self._fleet.settings,
+                base_url=wire.url or "http://localhost",
+                api_key=wire.api_key,
+                transport=transport,
+                max_retries=0,
+            )
+            self._client.name = "docker"
+            self._box = box
+            return self._client, box
+
+    def _drop(self, box: _Box, why: str) -> None:
+        """Forget a dead browser container; its sessions become 'lost' with ``why``."""
+        with self._lock:
+            if self._box is not box:
+                return
+            client, self._client, self._box = self._client, None, None
+        if client is not None:
+            with self._lock:
+                for sid in client.browser_sessions:
+                    self._lost[sid] = why
+                while len(self._lost) > _LOST_MEMORY:
+                    self._lost.pop(next(iter(self._lost)))
+            client.close()
+        self._fleet.remove(box)
+
+    def lost(self, session_id: str) -> str | None:
+        """Why a browser session was lost with a dead browser container (None: it was not)."""
+        with self._lock:
+            return self._lost.get(session_id)
+
+    def call(self, session_id: str | None, action: Callable[[InstaVMBackend], T]) -> T:
+        """Run ``action`` against the browser container, turning its death into ``BrowserSessionLostError``."""
+        why = None if session_id is None else self.lost(session_id)
+        if why is not None:
+            raise BrowserSessionLostError(f"Browser session {session_id} is gone: {why}. Create a new browser session.")
+        client, box = self._connect()
+        try:
+            return action(client)
+        except (BackendUnavailableError, BackendError):
+            state = self._fleet.state(box)
+            if state.get("Running"):
+                raise
+            why = self._death(state)
+            self._drop(box, why)
+            if session_id is None:
+                raise BackendError(f"{why}. Try again: the next browser call starts a new browser container.") from None
+            raise BrowserSessionLostError(
+                f"Browser session {session_id} is gone: {why}. Create a new browser session "
+                "(a new browser container starts with it)."
+            ) from None
+
+    def _death(self, state: Mapping[str, Any]) -> str:
+        limit = self.options().memory
+        if state.get("OOMKilled"):
+            return f"the browser container reached its memory limit ({limit}) and was killed"
+        if not state:
+            return "the browser container was removed"
+        return f"the browser container stopped (exit status {state.get('ExitCode')})"
+
+    def create_session(self, action: Callable[[InstaVMBackend], BrowserSessionInfo]) -> BrowserSessionInfo:
+        """Open a browser session, replacing a browser container found dead on the way (once)."""
+        try:
+            return self.call(None, action)
+        except BackendError:
+            with self._lock:
+                replaced = self._box is None
+            if not replaced:
+                raise
+            return self.call(None, action)
+
+    def list_sessions(self) -> list[BrowserSessionInfo]:
+        """The live browser sessions (none, without starting a container, before the first)."""
+        with self._lock:
+            started = self._client is not None
+        return self.call(None, lambda c: c.browser_list_sessions()) if started else []
+
+    def close(self) -> None:
+        """Close the client; the fleet removes the container with the others. Idempotent."""
+        with self._lock:
+            self._closed = True
+            client, self._client, self._box = self._client, None, None
+        if client is not None:
+            client.close()
+
+
+def _docker(info: BrowserSessionInfo) -> BrowserSessionInfo:
+    return info.model_copy(update={"backend": "docker"})
+
+
+class DockerBrowserMixin:
+    """The browser capability (:class:`coderunner.browser.protocol.BrowserBackend`) of :class:`DockerBackend`."""
+
+    _browser: BrowserContainer
+
+    @property
+    def browser_container_id(self) -> str | None:
+        """The browser container's id (None until the first browser session); for inspection and tests."""
+        return self._browser.container_id
+
+    def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session in the browser container (started with the first session)."""
+        return _docker(
+            self._browser.create_session(
+                lambda c: c.browser_create_session(
+                    viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout
+                )
+            )
+        )
+
+    def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return _docker(self._browser.call(session_id, lambda c: c.browser_get_session(session_id)))
+
+    def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session."""
+        return [_docker(info) for info in self._browser.list_sessions()]
+
+    def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session (a no-op when already closed or lost)."""
+        if self._browser.lost(session_id) is not None:
+            return
+        self._browser.call(session_id, lambda c: c.browser_close_session(session_id))
+
+    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL (as seen from the browser container's network) and wait for its load event."""
+        return self._browser.call(session_id, lambda c: c.browser_navigate(session_id, url, wait_timeout))
+
+    def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        return self._browser.call(session_id, lambda c: c.browser_click(session_id, selector, force, timeout))
+
+    def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        return self._browser.call(session_id, lambda c: c.browser_type(session_id, selector, text, delay, timeout))
+
+    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        return self._browser.call(session_id, lambda c: c.browser_fill(session_id, selector, value, timeout))
+
+    def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        return self._browser.call(session_id, lambda c: c.browser_scroll(session_id, selector, x, y))
+
+    def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        return self._browser.call(session_id, lambda c: c.browser_wait_for(session_id, condition, selector, timeout))
+
+    def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        return self._browser.call(
+            session_id, lambda c: c.browser_screenshot(session_id, full_page, format, clip, quality)
+        )
+
+    def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self._browser.call(session_id, lambda c: c.browser_extract_elements(session_id, selector, attributes))
+
+    def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        return self._browser.call(
+            session_id,
+            lambda c: c.browser_extract_content(session_id, include_interactive, include_anchors, max_anchors),
+        )
+
+
+class AsyncDockerBrowserMixin:
+    """The awaited browser capability of :class:`AsyncDockerBackend`: the synchronous calls, in worker threads."""
+
+    sync: DockerBrowserMixin
+
+    async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import asyncio
+
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    async def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session in the browser container."""
+        return await self._run(
+            self.sync.browser_create_session, viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout
+        )
+
+    async def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return await self._run(self.sync.browser_get_session, session_id)
+
+    async def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session."""
+        return await self._run(self.sync.browser_list_sessions)
+
+    async def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session."""
+        await self._run(self.sync.browser_close_session, session_id)
+
+    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        return await self._run(self.sync.browser_navigate, session_id, url, wait_timeout)
+
+    async def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        return await self._run(self.sync.browser_click, session_id, selector, force, timeout)
+
+    async def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        return await self._run(self.sync.browser_type, session_id, selector, text, delay, timeout)
+
+    async def browser_fill(
+        self, session_id: str, selector: str, value: str, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        return await self._run(self.sync.browser_fill, session_id, selector, value, timeout)
+
+    async def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        return await self._run(self.sync.browser_scroll, session_id, selector, x, y)
+
+    async def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        return await self._run(self.sync.browser_wait_for, session_id, condition, selector, timeout)
+
+    async def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        return await self._run(self.sync.browser_screenshot, session_id, full_page, format, clip, quality)
+
+    async def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return await self._run(self.sync.browser_extract_elements, session_id, selector, attributes)
+
+    async def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        return await self._run(
+            self.sync.browser_extract_content, session_id, include_interactive, include_anchors, max_anchors
+        )
