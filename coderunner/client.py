@@ -214,9 +214,11 @@ class CodeRunner:
 
     def start_session(self, language: str | None = None, **options: Any) -> str:
         """Start a new default session (closing the previous one) and return its id."""
+        backend = self.backend
+        _core.check_session_options(backend.create_session, backend.name, options)
         with self._lock:
             old = self._core.session_id
-            info = self.backend.create_session(
+            info = backend.create_session(
                 _core.normalize_language(language or self._core.session_language),
                 **self._core.session_kwargs(**options),
             )
@@ -400,15 +402,22 @@ class CodeRunner:
         lifetime: float | None = None,
         idle_timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> Session:
-        """Create an explicit session with its own state; use it as a context manager to close it."""
-        info = self.backend.create_session(
+        """Create an explicit session with its own state; use it as a context manager to close it.
+
+        ``options`` are the backend's own session options, e.g. ``cpus=2`` or ``memory="2g"`` on Docker.
+        """
+        backend = self.backend
+        _core.check_session_options(backend.create_session, backend.name, options)
+        info = backend.create_session(
             _core.normalize_language(language),
             env=_core.merge_env(self._core.session_env, env),
             working_dir=working_dir,
             lifetime=lifetime,
             idle_timeout=idle_timeout,
             metadata=metadata,
+            **options,
         )
         self._core.owned_sessions.add(info.session_id)
         return Session(self, info.session_id, info.language)
@@ -595,6 +604,7 @@ class AsyncCodeRunner:
     async def start_session(self, language: str | None = None, **options: Any) -> str:
         """Start a new default session (closing the previous one) and return its id."""
         backend = await self._get_backend()
+        _core.check_session_options(backend.create_session, backend.name, options)
         async with self._lock:
             old = self._core.session_id
             info = await backend.create_session(
@@ -771,9 +781,14 @@ class AsyncCodeRunner:
         lifetime: float | None = None,
         idle_timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> AsyncSession:
-        """Create an explicit session; use ``async with`` to close it."""
+        """Create an explicit session; use ``async with`` to close it.
+
+        ``options`` are the backend's own session options, e.g. ``cpus=2`` or ``memory="2g"`` on Docker.
+        """
         backend = await self._get_backend()
+        _core.check_session_options(backend.create_session, backend.name, options)
         info = await backend.create_session(
             _core.normalize_language(language),
             env=_core.merge_env(self._core.session_env, env),
@@ -781,6 +796,7 @@ class AsyncCodeRunner:
             lifetime=lifetime,
             idle_timeout=idle_timeout,
             metadata=metadata,
+            **options,
         )
         self._core.owned_sessions.add(info.session_id)
         return AsyncSession(self, info.session_id, info.language)

@@ -411,25 +411,25 @@ def _package_root() -> Path:
 
 
 def find_dockerfile() -> Path:
-    """The sandbox Dockerfile: ``CODERUNNER_DOCKERFILE``, else the packaged copy, else ``docker/Dockerfile``.
+    """The sandbox Dockerfile: ``CODERUNNER_DOCKERFILE`` when set, else the one shipped in the package.
 
-    The packaged copy (``coderunner/backends/sandbox.Dockerfile``, package data) is what a wheel install
-    uses; a source checkout uses the repository's ``docker/Dockerfile``.
+    ``coderunner/backends/sandbox.Dockerfile`` is package data, so an installed wheel builds the image as a
+    source checkout does (the repository's ``docker/Dockerfile`` is a link to it).
 
     Raises:
-        ConfigurationError: Neither exists (an installed wheel without the repository: set
-            ``CODERUNNER_DOCKER_IMAGE`` to an image you built, or ``CODERUNNER_DOCKERFILE``).
+        ConfigurationError: ``CODERUNNER_DOCKERFILE`` names no file, or the package lost its copy.
     """
     explicit = os.environ.get("CODERUNNER_DOCKERFILE", "").strip()
-    candidates = [Path(explicit)] if explicit else []
-    candidates.append(Path(__file__).with_name("sandbox.Dockerfile"))
-    candidates.append(_package_root().parent / "docker" / "Dockerfile")
-    for path in candidates:
-        if path.is_file():
-            return path
+    path = Path(explicit) if explicit else Path(__file__).with_name("sandbox.Dockerfile")
+    if path.is_file():
+        return path
     raise ConfigurationError(
-        "Cannot find the sandbox Dockerfile (docker/Dockerfile of the coderunner repository). Set "
-        "CODERUNNER_DOCKERFILE to it, or CODERUNNER_DOCKER_IMAGE to an image built with 'coderunner image build'."
+        f"Cannot find the sandbox Dockerfile at {path}. "
+        + (
+            "Fix or unset CODERUNNER_DOCKERFILE."
+            if explicit
+            else "Reinstall coderunner, or set CODERUNNER_DOCKER_IMAGE to an image built with 'coderunner image build'."
+        )
     )
 
 
@@ -586,7 +586,7 @@ def build_image(
     tag: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> str:
-    """Build the sandbox image from ``docker/Dockerfile`` and wheels fetched on this host; return its tag.
+    """Build the sandbox image from :func:`find_dockerfile` and wheels fetched on this host; return its tag.
 
     The build runs with ``--network none`` whenever the base already has bash, node and npm (the offline
     base), so it works on machines without any registry.

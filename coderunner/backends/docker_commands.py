@@ -108,7 +108,7 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     image = sub.add_parser(
         "image",
         help="build, inspect and prune the Docker backend's sandbox image",
-        description="The Docker backend runs sessions in an image built locally from docker/Dockerfile and "
+        description="The Docker backend runs sessions in an image built locally from its Dockerfile and "
         "tagged by a hash of its content (never pulled). Without a registry, build the offline base first: "
         "sudo docker/build-base.sh.",
     )

@@ -98,3 +98,14 @@ def test_image_extras_follow_the_spec_and_the_environment(monkeypatch: pytest.Mo
 def test_the_dockerfile_installs_the_browser_only_when_asked() -> None:
     text = find_dockerfile().read_text()
     assert "*,browser,*" in text and "chromium" in text and "libatomic1" in text
+
+
+def test_the_dockerfile_ships_in_the_package() -> None:
+    from pathlib import Path
+
+    import coderunner.backends
+
+    packaged = Path(coderunner.backends.__file__).with_name("sandbox.Dockerfile")
+    assert find_dockerfile() == packaged
+    assert '"backends/*.Dockerfile"' in (Path(__file__).parents[2] / "pyproject.toml").read_text()  # package data
+    assert (Path(__file__).parents[2] / "docker" / "Dockerfile").resolve() == packaged.resolve()

@@ -99,6 +99,13 @@ def test_start_session_passes_container_options(docker_runner: CodeRunner) -> No
         docker_runner.close_session(sid)
 
 
+def test_explicit_sessions_take_container_options_too(docker_runner: CodeRunner) -> None:
+    with docker_runner.session(memory="300m", pids_limit=100) as s:
+        seen = probe(docker_runner, s.session_id)
+        assert int(seen["memory_limit"].split()[0]) == 300 * 1024**2
+        assert seen["pids_max"] == "100"
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("memory", "lots"), ("memory", "1m"), ("cpus", 0), ("pids_limit", 3), ("network", ""), ("colour", "blue")],

@@ -110,3 +110,27 @@ def test_fake_backend_records_and_scripts() -> None:
         assert runner.download_file("d/a.txt") == b"x"
         assert [f.path for f in runner.list_files("d")] == ["d/a.txt"]
     assert [c.code for c in fake.calls] == ["print(6 * 7)", "anything"]
+
+
+def test_backend_specific_session_options_are_checked() -> None:
+    import asyncio
+
+    import pytest
+
+    from coderunner import AsyncCodeRunner, ConfigurationError
+
+    with CodeRunner(pool_size=0) as runner:
+        for start in (lambda: runner.start_session(cpus=2), lambda: runner.session(memory="1g")):
+            with pytest.raises(ConfigurationError, match="no session option") as caught:
+                start()
+            assert "backend='docker'" in caught.value.message and "idle_timeout" in caught.value.message
+        assert runner.execute("print(1)").stdout == "1\n"  # the runner is unharmed
+
+    async def main() -> None:
+        async with AsyncCodeRunner(pool_size=0) as runner:
+            with pytest.raises(ConfigurationError, match="cpus"):
+                await runner.session(cpus=1)
+            with pytest.raises(ConfigurationError, match="cpus"):
+                await runner.start_session(cpus=1)
+
+    asyncio.run(main())
