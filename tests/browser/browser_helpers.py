@@ -7,7 +7,7 @@ import contextlib
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -127,15 +127,21 @@ def _handler(server: PageServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_page_server() -> tuple[PageServer, ThreadingHTTPServer]:
-    """Serve the test pages on an ephemeral 127.0.0.1 port (daemon threads)."""
+@contextlib.contextmanager
+def serve_pages() -> Iterator[PageServer]:
+    """Serve the test pages on an ephemeral 127.0.0.1 port (daemon threads) until the block ends."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     httpd.daemon_threads = True
     port = int(httpd.server_address[1])
     server = PageServer(base=f"http://127.0.0.1:{port}", port=port)
     httpd.RequestHandlerClass = _handler(server)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return server, httpd
+    try:
+        yield server
+    finally:
+        server.release.set()  # let a request parked on /hang.png finish
+        httpd.shutdown()
+        httpd.server_close()
 
 
 # A deny rule on another loopback address: redirects and subresources towards it must be refused by

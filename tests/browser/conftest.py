@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from browser_helpers import DENIED, PageServer, chromium_missing, start_page_server
+from browser_helpers import DENIED, PageServer, chromium_missing, serve_pages
 
 from coderunner.backends.inprocess import AsyncInProcessBackend, InProcessBackend
 from coderunner.browser import BrowserSettings
@@ -27,11 +27,8 @@ def needs_chromium() -> None:
 
 @pytest.fixture(scope="session")
 def pages() -> Iterator[PageServer]:
-    server, httpd = start_page_server()
-    yield server
-    server.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_pages() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

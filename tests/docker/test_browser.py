@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_helpers import PageServer, png_size, start_page_server
+from browser_helpers import PageServer, png_size, serve_pages
 
 from coderunner import AsyncCodeRunner, CodeRunner, ConfigurationError
 from coderunner.backends.docker import DockerBackend
@@ -30,11 +30,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def pages() -> Iterator[PageServer]:
-    server, httpd = start_page_server()
-    yield server
-    server.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_pages() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

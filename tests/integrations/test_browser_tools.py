@@ -21,7 +21,7 @@ from coderunner.testing import FakeBackend
 from coderunner.tools import dispatch, get_tool_specs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_helpers import PageServer, chromium_missing, png_size, start_page_server
+from browser_helpers import PageServer, chromium_missing, png_size, serve_pages
 
 _MISSING = chromium_missing()
 BROWSER_TOOLS = [
@@ -40,11 +40,8 @@ BROWSER_TOOLS = [
 def pages() -> Iterator[PageServer]:
     if _MISSING:
         pytest.skip(_MISSING)
-    server, httpd = start_page_server()
-    yield server
-    server.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_pages() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

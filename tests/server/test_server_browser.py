@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_helpers import PageServer, chromium_missing, png_size, start_page_server
+from browser_helpers import PageServer, chromium_missing, png_size, serve_pages
 
 from coderunner.server.commands import browser_backend_options
 
@@ -35,11 +35,8 @@ def sdk() -> Any:
 def pages() -> Iterator[PageServer]:
     if _MISSING:
         pytest.skip(_MISSING)
-    server, httpd = start_page_server()
-    yield server
-    server.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_pages() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
