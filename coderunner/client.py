@@ -192,6 +192,9 @@ class CodeRunner:
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._running_tasks: dict[str, str] = {}
+        # One turn per session for this runner's executions: a task counts as running only while it holds
+        # its session's turn, so cancelling a task that still waits for it never interrupts another call.
+        self._turns: dict[str, threading.Lock] = {}
 
     # -- InstaVM-compatible surface -----------------------------------------------------------------
 
@@ -277,18 +280,25 @@ class CodeRunner:
             on_stderr: Called with each chunk of stderr as it is produced.
         """
         code, lang, limit = self._core.prepare(code, language, timeout)
+
+        def run(sid: str) -> ExecutionResult:
+            with self._turn(sid):
+                return self.backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+
         if session_id is not None:
-            return self.backend.execute(session_id, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return run(session_id)
         sid = self._default_session()
         try:
-            return self.backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return run(sid)
         except SessionNotFoundError as exc:
             with self._lock:
                 if self._core.session_id == sid:
                     self._core.session_id = None
-            new = self._default_session()
-            result = self.backend.execute(new, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
-            return self._core.replaced(result, sid, exc.message)
+            return self._core.replaced(run(self._default_session()), sid, exc.message)
+
+    def _turn(self, session_id: str) -> threading.Lock:
+        with self._lock:
+            return self._turns.setdefault(session_id, threading.Lock())
 
     def execute_async(
         self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
@@ -304,17 +314,18 @@ class CodeRunner:
         return task.task_id
 
     def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
-        if not self._core.tasks.start(task_id):
-            return
-        self._running_tasks[task_id] = sid
-        try:
-            result = self.backend.execute(sid, code, lang, timeout=limit)
-        except Exception as exc:  # recorded on the task: the caller reads it with get_task()
-            self._core.tasks.fail(task_id, exc)
-        else:
-            self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
-        finally:
-            self._running_tasks.pop(task_id, None)
+        with self._turn(sid):
+            if not self._core.tasks.start(task_id):
+                return  # cancelled while it waited for its turn
+            self._running_tasks[task_id] = sid
+            try:
+                result = self.backend.execute(sid, code, lang, timeout=limit)
+            except Exception as exc:  # recorded on the task: the caller reads it with get_task()
+                self._core.tasks.fail(task_id, exc)
+            else:
+                self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
+            finally:
+                self._running_tasks.pop(task_id, None)
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The task's current record (status, and result once finished), without waiting."""
@@ -434,6 +445,8 @@ class CodeRunner:
 
     def _close_quietly(self, session_id: str) -> None:
         self._core.owned_sessions.discard(session_id)
+        with self._lock:
+            self._turns.pop(session_id, None)
         with contextlib.suppress(SessionNotFoundError):
             self.backend.close_session(session_id)
 
@@ -567,6 +580,7 @@ class AsyncCodeRunner:
             self._owns_backend = False
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._turns: dict[str, asyncio.Lock] = {}  # see CodeRunner._turns
         self._running_tasks: dict[str, str] = {}
 
     async def _get_backend(self) -> AsyncBackend:
@@ -658,20 +672,24 @@ class AsyncCodeRunner:
         """Run ``code`` and return its result. See :meth:`CodeRunner.execute`."""
         code, lang, limit = self._core.prepare(code, language, timeout)
         backend = await self._get_backend()
+
+        async def run(sid: str) -> ExecutionResult:
+            async with self._turn(sid):
+                return await backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+
         if session_id is not None:
-            return await backend.execute(
-                session_id, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr
-            )
+            return await run(session_id)
         sid = await self._default_session()
         try:
-            return await backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return await run(sid)
         except SessionNotFoundError as exc:
             async with self._lock:
                 if self._core.session_id == sid:
                     self._core.session_id = None
-            new = await self._default_session()
-            result = await backend.execute(new, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
-            return self._core.replaced(result, sid, exc.message)
+            return self._core.replaced(await run(await self._default_session()), sid, exc.message)
+
+    def _turn(self, session_id: str) -> asyncio.Lock:
+        return self._turns.setdefault(session_id, asyncio.Lock())
 
     async def execute_async(
         self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
@@ -684,17 +702,20 @@ class AsyncCodeRunner:
         return task.task_id
 
     async def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
-        if not self._core.tasks.start(task_id):
-            return
-        self._running_tasks[task_id] = sid
         try:
-            result = await (await self._get_backend()).execute(sid, code, lang, timeout=limit)
-        except Exception as exc:  # recorded on the task: the caller reads it with get_task()
-            self._core.tasks.fail(task_id, exc)
-        else:
-            self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
+            async with self._turn(sid):
+                if not self._core.tasks.start(task_id):
+                    return  # cancelled while it waited for its turn
+                self._running_tasks[task_id] = sid
+                try:
+                    result = await (await self._get_backend()).execute(sid, code, lang, timeout=limit)
+                except Exception as exc:  # recorded on the task: the caller reads it with get_task()
+                    self._core.tasks.fail(task_id, exc)
+                else:
+                    self._core.tasks.finish(task_id, result, cancel_requested=task_id not in self._running_tasks)
+                finally:
+                    self._running_tasks.pop(task_id, None)
         finally:
-            self._running_tasks.pop(task_id, None)
             self._tasks.pop(task_id, None)
 
     async def get_task(self, task_id: str) -> TaskInfo:
@@ -812,6 +833,7 @@ class AsyncCodeRunner:
 
     async def _close_quietly(self, session_id: str) -> None:
         self._core.owned_sessions.discard(session_id)
+        self._turns.pop(session_id, None)
         with contextlib.suppress(SessionNotFoundError):
             await (await self._get_backend()).close_session(session_id)
 

@@ -72,6 +72,42 @@ def test_cancel_running_task_interrupts_and_keeps_session(shared_runner: CodeRun
         assert s.execute("print(kept)").stdout == "yes\n"
 
 
+def _wait_until_running(runner: CodeRunner, task_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while runner.get_task(task_id).status == "pending" and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_cancelling_a_queued_task_leaves_the_running_call_alone(shared_runner: CodeRunner) -> None:
+    import threading
+
+    with shared_runner.session() as s:
+        first = s.execute_async("import time; time.sleep(1.5); print('first done')")
+        _wait_until_running(shared_runner, first)
+        queued = s.execute_async("print('queued ran')")
+        time.sleep(0.2)
+        assert shared_runner.get_task(queued).status == "pending"  # waits for its turn in the session
+        shared_runner.cancel_task(queued)
+        done = shared_runner.get_task_result(first, timeout=30)
+        assert (done.status, done.stdout) == ("ok", "first done\n")
+        assert shared_runner.get_task(queued).status == "cancelled"
+        assert shared_runner.get_task(queued).result is None  # it never ran
+
+        # The same when the running call is a plain execute from another thread.
+        results = []
+        worker = threading.Thread(
+            target=lambda: results.append(s.execute("import time; time.sleep(1.5); print('direct done')"))
+        )
+        worker.start()
+        time.sleep(0.3)
+        queued = s.execute_async("print('queued ran')")
+        time.sleep(0.2)
+        shared_runner.cancel_task(queued)
+        worker.join(30)
+        assert (results[0].status, results[0].stdout) == ("ok", "direct done\n")
+        assert shared_runner.get_task(queued).status == "cancelled"
+
+
 def test_get_task_result_waits_with_a_limit(shared_runner: CodeRunner) -> None:
     with shared_runner.session() as s:
         task_id = s.execute_async("import time; time.sleep(5)")
@@ -95,3 +131,24 @@ async def test_async_tasks(arunner: AsyncCodeRunner) -> None:
         await asyncio.sleep(0.02)
     await arunner.cancel_task(loop_id)
     assert (await arunner.get_task_result(loop_id, timeout=30)).status == "cancelled"
+
+
+async def test_async_cancel_of_a_queued_task_leaves_the_running_one_alone(arunner: AsyncCodeRunner) -> None:
+    import asyncio
+
+    session = await arunner.session()
+    try:
+        first = await session.execute_async("import time; time.sleep(1.5); print('first done')")
+        for _ in range(500):
+            if (await arunner.get_task(first)).status == "running":
+                break
+            await asyncio.sleep(0.02)
+        queued = await session.execute_async("print('queued ran')")
+        await asyncio.sleep(0.2)
+        assert (await arunner.get_task(queued)).status == "pending"
+        await arunner.cancel_task(queued)
+        done = await arunner.get_task_result(first, timeout=30)
+        assert (done.status, done.stdout) == ("ok", "first done\n")
+        assert (await arunner.get_task(queued)).status == "cancelled"
+    finally:
+        await session.close()
