@@ -1809,9 +1809,13 @@ class DockerBackend(DockerBrowserMixin):
                     log.info("session %s expired: %s", session.session_id, reason)
                     with contextlib.suppress(Exception):  # the loop must survive a failed removal
                         self._drop(session.session_id, f"it expired at {stamp} because {reason}")
+            with contextlib.suppress(Exception):
+                self._browser.stop_if_idle()
 
     def _expiry_period(self) -> float:
         limits = [5.0]
+        if self._browser.idle_after:
+            limits.append(self._browser.idle_after / 4)
         with self._lock:
             for s in self._sessions.values():
                 if s.idle_timeout:

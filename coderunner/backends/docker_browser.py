@@ -4,9 +4,11 @@ Where the browser runs, and why:
 
 * **One browser container per runner**, started from the same sandbox image on the first browser session
   and removed with the runner (close, exit, or the next runner's orphan sweep: it carries the same owner
-  labels, with role ``browser``). Inside, the same agent as a session container serves the same engine's
-  InstaVM browser routes on a unix socket; the host drives them with the InstaVM client code. One engine,
-  one protocol: every action, error and egress rule is the InProcess browser's.
+  labels, with role ``browser``), or after the browser idle timeout without a browser call (its sessions
+  have expired by then; the next session starts a new container). Inside, the same agent as a session
+  container serves the same engine's InstaVM browser routes on a unix socket; the host drives them with
+  the InstaVM client code. One engine, one protocol: every action, error and egress rule is the InProcess
+  browser's.
 * **As isolated as the code**: the container gets the runner's container options (no network by default,
   non-root, all capabilities dropped, no-new-privileges, read-only root, memory/CPU limits, the same
   runtime, so gVisor too), with a higher pids limit because Chromium runs a few dozen threads per page.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,7 +63,7 @@ class BrowserContainer:
         self, fleet: _Fleet, browser_settings: BrowserSettings | None, options: Mapping[str, Any] | None
     ) -> None:
         self._fleet = fleet
-        self._browser_settings = browser_settings
+        self._settings = browser_settings or BrowserSettings.from_env()
         self._overrides = dict(options or {})
         raw = os.environ.get("CODERUNNER_DOCKER_BROWSER_NETWORK", "").strip()
         if raw and self._overrides.get("network") is None:
@@ -72,6 +75,8 @@ class BrowserContainer:
         self._client: InstaVMBackend | None = None
         self._lost: dict[str, str] = {}
         self._closed = False
+        self._in_flight = 0
+        self._last_used = time.monotonic()
 
     def options(self) -> ContainerOptions:
         """The container options of the browser container (the runner's, with a Chromium-sized pids limit)."""
@@ -112,9 +117,8 @@ class BrowserContainer:
             if self._client is not None and self._box is not None:
                 return self._client, self._box
             self._check_image()
-            settings = self._browser_settings or BrowserSettings.from_env()
             # The container's own Python kernel pool would only take memory from Chromium.
-            env = {"CODERUNNER_POOL_SIZE": "0", **settings.to_env()}
+            env = {"CODERUNNER_POOL_SIZE": "0", **self._settings.to_env()}
             box = self._fleet.start(self.options(), role="browser", env=env)
             wire = box.wire
             transport = httpx.HTTPTransport(uds=wire.uds) if wire.uds else None
@@ -129,20 +133,28 @@ class BrowserContainer:
             self._box = box
             return self._client, box
 
-    def _drop(self, box: _Box, why: str) -> None:
-        """Forget a dead browser container; its sessions become 'lost' with ``why``."""
+    def _drop(self, box: _Box, why: str, *, unless_busy_since: float | None = None) -> bool:
+        """Forget a browser container (and remove it); its sessions become 'lost' with ``why``.
+
+        With ``unless_busy_since`` (a monotonic time), nothing happens if a call is in flight or one ended
+        after that time: the check and the forgetting are one step, so no call starts on a container
+        being removed.
+        """
         with self._lock:
             if self._box is not box:
-                return
+                return False
+            if unless_busy_since is not None and (self._in_flight or self._last_used > unless_busy_since):
+                return False
             client, self._client, self._box = self._client, None, None
-        if client is not None:
-            with self._lock:
+            if client is not None:
                 for sid in client.browser_sessions:
                     self._lost[sid] = why
                 while len(self._lost) > _LOST_MEMORY:
                     self._lost.pop(next(iter(self._lost)))
+        if client is not None:
             client.close()
         self._fleet.remove(box)
+        return True
 
     def lost(self, session_id: str) -> str | None:
         """Why a browser session was lost with a dead browser container (None: it was not)."""
@@ -155,6 +167,8 @@ class BrowserContainer:
         if why is not None:
             raise BrowserSessionLostError(f"Browser session {session_id} is gone: {why}. Create a new browser session.")
         client, box = self._connect()
+        with self._lock:
+            self._in_flight += 1
         try:
             return action(client)
         except (BackendUnavailableError, BackendError):
@@ -169,6 +183,31 @@ class BrowserContainer:
                 f"Browser session {session_id} is gone: {why}. Create a new browser session "
                 "(a new browser container starts with it)."
             ) from None
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._last_used = time.monotonic()
+
+    @property
+    def idle_after(self) -> float | None:
+        """Seconds without a browser call after which the container is removed; None: never.
+
+        It is the sessions' idle timeout: by then every session in the container has expired anyway.
+        """
+        return self._settings.idle_timeout
+
+    def stop_if_idle(self) -> bool:
+        """Remove the browser container when no browser call came for :attr:`idle_after` seconds.
+
+        Chromium holds memory while it waits; the next browser session starts a new container.
+        Returns True when it removed one.
+        """
+        idle = self.idle_after
+        box = self._box
+        if box is None or idle is None:
+            return False
+        why = f"the browser container was stopped after {idle:g} s without browser activity"
+        return self._drop(box, why, unless_busy_since=time.monotonic() - idle)
 
     def _death(self, state: Mapping[str, Any]) -> str:
         limit = self.options().memory

@@ -10,6 +10,7 @@ import asyncio
 import io
 import runpy
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from browser_helpers import PageServer, png_size, serve_pages
 
 from coderunner import AsyncCodeRunner, CodeRunner, ConfigurationError
 from coderunner.backends.docker import DockerBackend
-from coderunner.browser import BrowserSessionLostError, ElementNotFoundError, NavigationError
+from coderunner.browser import BrowserSessionLostError, BrowserSettings, ElementNotFoundError, NavigationError
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.errors import SessionNotFoundError, UnsupportedOperationError
 
@@ -209,3 +210,29 @@ def test_an_image_without_a_browser_says_how_to_get_one(sandbox_image: str, dock
             assert runner.execute("print(6 * 7)").stdout == "42\n"  # code sessions are unaffected
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+def test_an_idle_browser_container_is_removed(sandbox_image: str, pages: PageServer, docker_client: Any) -> None:
+    settings = BrowserSettings(idle_timeout=1.0)
+    with CodeRunner(
+        backend="docker",
+        image=sandbox_image,
+        pool_size=0,
+        browser_settings=settings,
+        browser_options={"network": "host"},
+    ) as runner:
+        backend: Any = runner.backend
+        page = runner.browser.create_session()
+        page.navigate(pages.url("/form"))
+        first = backend.browser_container_id
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+            backend.browser_container_id is not None or docker_client.api.containers(all=True, filters={"id": first})
+        ):
+            time.sleep(0.1)
+        assert backend.browser_container_id is None  # forgotten, and removed (in the background):
+        assert not docker_client.api.containers(all=True, filters={"id": first})  # Chromium's memory is back
+        with pytest.raises(BrowserSessionLostError, match="without browser activity"):
+            page.navigate(pages.url("/form"))
+        again = runner.browser.create_session()
+        assert again.navigate(pages.url("/links"))["data"]["title"] == "Links page"
