@@ -983,8 +983,8 @@ class _Wire:
             headers=headers,
             timeout=httpx.Timeout(60.0, connect=10.0),
         )
-        self.uds, self.url, self.api_key = uds, url, api_key
-        self._uds, self._url, self._headers = uds, url, {"Content-Type": "application/json", **headers}
+        self.uds, self.url, self.api_key = uds, url, api_key  # also how the browser container's client connects
+        self._headers = {"Content-Type": "application/json", **headers}
         # Kept-alive stdlib connections for the hot execute call (see fast_post).
         self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
 
@@ -1008,11 +1008,11 @@ class _Wire:
             if conn.sock is not None and _dropped(conn.sock):
                 conn.close()  # the server went away while it was idle: reconnecting tells whether it is back
         except queue.Empty:
-            if self._uds:
-                conn = _UnixHTTPConnection(self._uds)
+            if self.uds:
+                conn = _UnixHTTPConnection(self.uds)
             else:
-                assert self._url is not None
-                conn = http.client.HTTPConnection(self._url.removeprefix("http://"))
+                assert self.url is not None
+                conn = http.client.HTTPConnection(self.url.removeprefix("http://"))
         fresh = conn.sock is None
         try:
             if fresh:
