@@ -58,8 +58,9 @@ format:
 	$(BIN)/ruff check --fix coderunner tests examples benchmarks
 	$(BIN)/ruff format coderunner tests examples benchmarks
 
-## bench: run every benchmark; each prints JSON
-bench:
+## bench: install what the benchmarks need (engines, Chromium, the peers compared against), run each; JSON
+bench: test-deps
+	$(BIN)/pip install -q -e '.[bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
