@@ -155,3 +155,22 @@ async def test_server_accepts_runners_backends_and_factories() -> None:
             result = await client.call_tool("execute_code", {"code": "x"})
             assert text_of(result).startswith("stdout:\nfrom ")
     assert made and made[0]._core.closed  # a runner the server made is closed with it
+
+
+def test_browser_tools_follow_where_the_browser_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coderunner.server.mcp import _browser_by_default
+
+    has_playwright = importlib.util.find_spec("playwright") is not None
+    # The Docker and InstaVM browsers run elsewhere: no playwright needed on this machine.
+    assert _browser_by_default("docker") is True
+    assert _browser_by_default("instavm") is True
+    assert _browser_by_default("inprocess") is has_playwright
+    assert _browser_by_default(FakeBackend()) is False  # a backend without the capability
+    lazy = AsyncCodeRunner(backend="docker")  # its backend does not exist yet: the settings tell
+    assert _browser_by_default(lazy) is True
+    assert lazy._backend is None  # and looking did not build it
+    monkeypatch.setenv("CODERUNNER_BACKEND", "docker")
+    assert _browser_by_default(None) is True
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # as if playwright were absent
+    assert _browser_by_default("docker") is True
+    assert _browser_by_default("inprocess") is False
