@@ -1544,20 +1544,23 @@ class _Session:
         return None
 
 
+def death_cause(state: Mapping[str, Any], limit: str | int) -> str:
+    """What happened to a container, from its ``docker inspect`` State: 'was removed', 'stopped (exit status 1)'."""
+    if state.get("OOMKilled"):
+        return f"was killed because it reached its memory limit ({limit}; out of memory)"
+    if not state:
+        return "was removed"
+    if state.get("Running"):
+        return "stopped answering and was killed"
+    return f"stopped (exit status {int(state.get('ExitCode') or 137)})"
+
+
 def _death_message(state: Mapping[str, Any], limit: str | int) -> tuple[str, int]:
     """(explanation, exit code) for a container that stopped under a running execution."""
     exit_code = int(state.get("ExitCode") or 137)
-    if state.get("OOMKilled"):
-        cause = f"was killed because it reached its memory limit ({limit}; out of memory)"
-    elif not state:
-        cause = "was removed"
-    elif state.get("Running"):
-        cause = "stopped answering and was killed"
-    else:
-        cause = f"stopped (exit status {exit_code})"
     return (
-        f"The session's container {cause} during this execution. The session continues in a fresh container: "
-        "all variables and imports were lost; files in the session directory remain.",
+        f"The session's container {death_cause(state, limit)} during this execution. The session continues in a "
+        "fresh container: all variables and imports were lost; files in the session directory remain.",
         exit_code if exit_code > 0 else 137,
     )
 

@@ -129,7 +129,6 @@ class BrowserContainer:
                 transport=transport,
                 max_retries=0,
             )
-            self._client.name = "docker"
             self._box = box
             return self._client, box
 
@@ -175,7 +174,9 @@ class BrowserContainer:
             state = self._fleet.state(box)
             if state.get("Running"):
                 raise
-            why = self._death(state)
+            from coderunner.backends.docker import death_cause
+
+            why = f"the browser container {death_cause(state, self.options().memory)}"
             self._drop(box, why)
             if session_id is None:
                 raise BackendError(f"{why}. Try again: the next browser call starts a new browser container.") from None
@@ -208,14 +209,6 @@ class BrowserContainer:
             return False
         why = f"the browser container was stopped after {idle:g} s without browser activity"
         return self._drop(box, why, unless_busy_since=time.monotonic() - idle)
-
-    def _death(self, state: Mapping[str, Any]) -> str:
-        limit = self.options().memory
-        if state.get("OOMKilled"):
-            return f"the browser container reached its memory limit ({limit}) and was killed"
-        if not state:
-            return "the browser container was removed"
-        return f"the browser container stopped (exit status {state.get('ExitCode')})"
 
     def create_session(self, action: Callable[[InstaVMBackend], BrowserSessionInfo]) -> BrowserSessionInfo:
         """Open a browser session, replacing a browser container found dead on the way (once)."""

@@ -43,7 +43,7 @@ def host_browser(sandbox_image: str) -> Iterator[CodeRunner]:
     runner.close()
 
 
-def _host_config(docker_client: Any, container_id: str) -> dict[str, Any]:
+def _inspect(docker_client: Any, container_id: str) -> dict[str, Any]:
     attrs: dict[str, Any] = docker_client.api.inspect_container(container_id)
     return attrs
 
@@ -97,7 +97,7 @@ def test_the_browser_container_is_locked_down_and_separate(
         session = host_browser.start_session()
         container_id = backend.browser_container_id
         assert container_id and container_id != backend.container_id(session)
-        attrs = _host_config(docker_client, container_id)
+        attrs = _inspect(docker_client, container_id)
         host, config = attrs["HostConfig"], attrs["Config"]
         assert config["Labels"]["org.coderunner.role"] == "browser"
         assert config["Labels"]["org.coderunner.runner"] == backend._fleet.runner_id
@@ -108,7 +108,7 @@ def test_the_browser_container_is_locked_down_and_separate(
         assert host["Memory"] == 1024**3 and host["MemorySwap"] == 1024**3
         assert host["PidsLimit"] == 1024 and host["NanoCpus"] == 10**9
         assert host["NetworkMode"] == "host"  # browser_options; the code's container keeps none
-        assert _host_config(docker_client, backend.container_id(session))["HostConfig"]["NetworkMode"] == "none"
+        assert _inspect(docker_client, backend.container_id(session))["HostConfig"]["NetworkMode"] == "none"
         # Chromium runs as the container's unprivileged user, not as root.
         top = docker_client.api.top(container_id, ps_args="-eo pid,user,comm")
         users = {row[1] for row in top["Processes"] if "chrom" in row[2]}
@@ -121,7 +121,7 @@ def test_default_browser_has_no_network(sandbox_image: str, pages: PageServer, d
     with CodeRunner(backend="docker", image=sandbox_image, pool_size=0) as runner:
         page = runner.browser.create_session()
         container_id: Any = runner.backend.browser_container_id  # type: ignore[attr-defined]
-        assert _host_config(docker_client, container_id)["HostConfig"]["NetworkMode"] == "none"
+        assert _inspect(docker_client, container_id)["HostConfig"]["NetworkMode"] == "none"
         seen = len(pages.requests)
         with pytest.raises(NavigationError):
             page.navigate(pages.url("/form?from=isolated"), wait_timeout=5_000)
