@@ -22,6 +22,7 @@ __all__ = [
     "resolve_in_root",
     "strip_ansi",
     "validate_code",
+    "validate_duration",
     "validate_timeout",
 ]
 
@@ -29,6 +30,8 @@ EXIT_TIMEOUT = 124  # GNU timeout(1)'s convention, so shell users recognise it
 EXIT_CANCELLED = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
 MAX_TIMEOUT = 24 * 3600.0
 MAX_CODE_CHARS = 10_000_000
+MAX_SESSION_SECONDS = 30 * 24 * 3600.0
+"""Longest ``lifetime`` or ``idle_timeout`` a session may ask for (30 days): longer is a mistake, not a plan."""
 
 LANGUAGES: tuple[str, ...] = ("python", "bash", "javascript")
 _ALIASES: dict[str, str] = {
@@ -88,6 +91,24 @@ def validate_timeout(timeout: float | None, default: float | None) -> float | No
     if not 0 < timeout <= MAX_TIMEOUT:
         raise InvalidRequestError(f"timeout must be between 0 and {MAX_TIMEOUT:.0f} seconds, got {timeout}.")
     return float(timeout)
+
+
+def validate_duration(value: float | None, name: str) -> float | None:
+    """Check a session duration (``lifetime``, ``idle_timeout``): None, or 0 < seconds <= 30 days.
+
+    Raises:
+        InvalidRequestError: Not a number, not positive, or longer than :data:`MAX_SESSION_SECONDS`; the message
+            names the rule.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(f"{name} must be a number of seconds, not {type(value).__name__}.")
+    if not 0 < value <= MAX_SESSION_SECONDS:  # also false for NaN
+        raise InvalidRequestError(
+            f"{name} must be more than 0 and at most {MAX_SESSION_SECONDS:.0f} seconds (30 days), got {value}."
+        )
+    return float(value)
 
 
 def strip_ansi(text: str) -> str:
