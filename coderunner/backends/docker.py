@@ -518,8 +518,9 @@ def _probe_base(client: DockerClient, base: str) -> dict[str, Any]:
 
 
 def _source_tree() -> Path | None:
-    root = _package_root().parent
-    return root if (root / "pyproject.toml").is_file() and (root / "coderunner").is_dir() else None
+    from coderunner.backends.wheel import source_tree
+
+    return source_tree()
 
 
 def _run_pip(args: list[str], doing: str) -> None:
@@ -532,8 +533,12 @@ def _run_pip(args: list[str], doing: str) -> None:
 def _fetch_wheels(ctx: Path, spec: ImageSpec, probe: dict[str, Any], progress: Callable[[str], None]) -> None:
     """Fill ``ctx/own`` with a coderunner wheel and ``ctx/deps`` with its dependencies' wheels for the base.
 
-    Two folders, two image layers: a change to coderunner's code rebuilds only the small last one.
+    Two folders, two image layers: a change to coderunner's code rebuilds only the small last one. The
+    coderunner wheel is built from the source tree when coderunner runs from one, else made from the
+    installed package (:mod:`coderunner.backends.wheel`); it never comes from an index.
     """
+    from coderunner.backends.wheel import WHEEL_NAME, build_installed_wheel
+
     own_dir, deps = ctx / "own", ctx / "deps"
     own_dir.mkdir()
     deps.mkdir()
@@ -547,8 +552,10 @@ def _fetch_wheels(ctx: Path, spec: ImageSpec, probe: dict[str, Any], progress: C
         except BackendError:
             _run_pip(build, "Building the coderunner wheel")
     else:
-        _run_pip(["download", "-q", "--no-deps", "-d", str(own_dir), f"coderunner=={__version__}"], "pip download")
-    own = sorted(own_dir.glob("coderunner-*.whl"))
+        # Never from an index: the image must run the code this host runs (and "coderunner" there is another project).
+        progress("making the coderunner wheel from the installed package (no build, no index)")
+        build_installed_wheel(own_dir)
+    own = sorted(own_dir.glob(f"{WHEEL_NAME}-*.whl"))
     if not own:
         raise BackendError("No coderunner wheel was produced.")
     glibc = probe.get("libc_version") or "2.28"
@@ -575,7 +582,7 @@ def _fetch_wheels(ctx: Path, spec: ImageSpec, probe: dict[str, Any], progress: C
         ],
         "Fetching the image's wheels",
     )
-    for wheel in deps.glob("coderunner-*"):
+    for wheel in deps.glob(f"{WHEEL_NAME}-*.whl"):
         wheel.unlink()
 
 
