@@ -46,6 +46,8 @@ _SETTING_NAMES = (
     "runtime_dir",
     "interrupt_grace",
     "track_files",
+    "max_answer_bytes",
+    "max_download_bytes",
 )
 # A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
 _PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+]*$")

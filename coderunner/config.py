@@ -41,6 +41,10 @@ class Settings:
     """Seconds an interrupted execution gets before its interpreter is restarted (CODERUNNER_INTERRUPT_GRACE)."""
     track_files: bool = True
     """Report files each execution created or modified (CODERUNNER_TRACK_FILES)."""
+    max_answer_bytes: int = 64 * 1024**2
+    """Longest answer the host reads from a sandbox's agent, e.g. one result (CODERUNNER_MAX_ANSWER_BYTES)."""
+    max_download_bytes: int = 512 * 1024**2
+    """Largest file a download reads from a sandbox (CODERUNNER_MAX_DOWNLOAD_BYTES)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +86,10 @@ class Settings:
             raise ConfigurationError("timeout must be positive (or None for no limit).")
         if self.interrupt_grace <= 0:
             raise ConfigurationError("interrupt_grace must be positive.")
+        if self.max_answer_bytes < 1024**2:
+            raise ConfigurationError("max_answer_bytes must be at least 1 MiB (1048576).")
+        if self.max_download_bytes < 1:
+            raise ConfigurationError("max_download_bytes must be at least 1.")
 
 
 ENV_VARS: dict[str, str] = {
@@ -94,6 +102,8 @@ ENV_VARS: dict[str, str] = {
     "runtime_dir": "CODERUNNER_RUNTIME_DIR",
     "interrupt_grace": "CODERUNNER_INTERRUPT_GRACE",
     "track_files": "CODERUNNER_TRACK_FILES",
+    "max_answer_bytes": "CODERUNNER_MAX_ANSWER_BYTES",
+    "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
 }
 
 _OPTIONAL_SECONDS = {"timeout", "idle_timeout"}
@@ -106,7 +116,7 @@ def _parse(name: str, var: str, raw: str) -> Any:
                 return None
             value = float(raw)
             return None if value == 0 else value
-        if name in ("max_output_chars", "max_sessions", "pool_size"):
+        if name in ("max_output_chars", "max_sessions", "pool_size", "max_answer_bytes", "max_download_bytes"):
             return int(raw)
         if name == "interrupt_grace":
             return float(raw)

@@ -55,6 +55,8 @@ CODERUNNER_DOCKER_CPUS              cpus              CPU limit (default 1)
 CODERUNNER_DOCKER_PIDS_LIMIT        pids_limit        processes + threads (default 256)
 CODERUNNER_DOCKER_RUNTIME           runtime           OCI runtime, e.g. runsc for gVisor (default: the engine's)
 CODERUNNER_DOCKER_TRANSPORT         transport         uds (default for a local engine) or tcp
+CODERUNNER_DOCKER_DISK_LIMIT        disk_limit        most a session may write to /work (default 2g; none: no cap);
+                                                      a loop-mounted filesystem per session, needs root on the host
 ==================================  ================  ===========================================================
 """
 
@@ -66,16 +68,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
-import http.client
 import json
 import logging
 import os
-import queue
 import re
 import secrets
-import select
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -92,7 +92,21 @@ from pydantic import BaseModel, ConfigDict
 
 from coderunner import _core
 from coderunner._version import __version__
+from coderunner.backends.agent_client import (
+    KEY_FILE,
+    NONCE_HEADER,
+    PROOF_HEADER,
+    PROOF_TRAILER,
+    AgentClient,
+    AgentForged,
+    AgentUnreachable,
+    AnswerTooLarge,
+    answer_proof,
+    new_key,
+    request_digest,
+)
 from coderunner.backends.docker_browser import AsyncDockerBrowserMixin, BrowserContainer, DockerBrowserMixin
+from coderunner.backends.docker_disk import SessionStorage, disk_limit_support, unmount_below
 from coderunner.browser.config import BrowserSettings
 from coderunner.config import Settings
 from coderunner.errors import (
@@ -109,7 +123,6 @@ from coderunner.errors import (
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, SessionInfo
 
 if TYPE_CHECKING:
-    import httpx
     from fastapi import FastAPI
 
     from coderunner.backends.inprocess import AsyncInProcessBackend
@@ -166,27 +179,29 @@ _INSTALL_HINT = (
 
 # -- options ---------------------------------------------------------------------------------------
 
+DEFAULT_DISK_LIMIT = "2g"
+"""What a session may write to ``/work`` unless configured otherwise (``disk_limit``)."""
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-def parse_memory(value: str | int) -> int:
+def parse_memory(value: str | int, *, name: str = "memory") -> int:
     """Turn ``"512m"``, ``"1g"``, ``"1.5GiB"`` or a byte count into bytes.
 
     Raises:
         ConfigurationError: The value is not a size or is below 32 MiB.
     """
     if isinstance(value, bool):
-        raise ConfigurationError(f"memory must be a size such as '1g', not {value!r}.")
+        raise ConfigurationError(f"{name} must be a size such as '1g', not {value!r}.")
     if isinstance(value, int):
         size = value
     else:
         match = _MEMORY.match(str(value))
         if not match:
-            raise ConfigurationError(f"memory={value!r} is not a size; use e.g. '512m' or '2g'.")
+            raise ConfigurationError(f"{name}={value!r} is not a size; use e.g. '512m' or '2g'.")
         size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
     if size < 32 * 1024**2:
-        raise ConfigurationError(f"memory={value!r} is too small; a session needs at least '32m' (use '256m' or more).")
+        raise ConfigurationError(f"{name}={value!r} is too small; a session needs at least '32m' (use '256m' or more).")
     return size
 
 
@@ -204,6 +219,9 @@ class ContainerOptions:
         read_only: Read-only root filesystem (``/work``, ``/tmp`` and ``$HOME`` stay writable).
         tmpfs_size: Size of each of the ``/tmp`` and ``$HOME`` tmpfs mounts (counted in ``memory``).
         user: 'uid' or 'uid:gid' inside the container; None: yours, or 1000 when you are root.
+        disk_limit: Most bytes the session may write to ``/work`` (a loop-mounted filesystem of that size on the
+            host, see :mod:`coderunner.backends.docker_disk`); None: no cap. Not applied to a ``working_dir`` of
+            your own, which is mounted as it is.
     """
 
     network: bool | str = False
@@ -214,12 +232,15 @@ class ContainerOptions:
     read_only: bool = True
     tmpfs_size: str = "256m"
     user: str | None = None
+    disk_limit: str | int | None = DEFAULT_DISK_LIMIT
 
-    NAMES = ("network", "memory", "cpus", "pids_limit", "runtime", "read_only", "tmpfs_size", "user")
+    NAMES = ("network", "memory", "cpus", "pids_limit", "runtime", "read_only", "tmpfs_size", "user", "disk_limit")
 
     def __post_init__(self) -> None:
         parse_memory(self.memory)
         parse_memory(self.tmpfs_size)
+        if self.disk_limit is not None:
+            parse_memory(self.disk_limit, name="disk_limit")
         if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or not 0 < self.cpus <= 1024:
             raise ConfigurationError(f"cpus={self.cpus!r} must be a positive number such as 1 or 0.5.")
         if isinstance(self.pids_limit, bool) or not isinstance(self.pids_limit, int) or self.pids_limit < 16:
@@ -274,6 +295,9 @@ class ContainerOptions:
                     raise ConfigurationError(f"{var}={text!r} is not a number.") from None
         if env.get("CODERUNNER_DOCKER_RUNTIME", "").strip():
             values["runtime"] = env["CODERUNNER_DOCKER_RUNTIME"].strip()
+        disk = env.get("CODERUNNER_DOCKER_DISK_LIMIT", "").strip()
+        if disk:
+            values["disk_limit"] = None if disk.lower() in ("none", "0", "off", "false") else disk
         return cls(**values)
 
 
@@ -660,6 +684,46 @@ class _AgentExecuteRequest(BaseModel):
     language: str | None = None
     timeout: float | None = None
     stream: bool = True
+    request_id: str | None = None
+    """The host's id for this execution: a resent request (same id) gets the first one's result, never a rerun."""
+
+
+class _Executions:
+    """The agent's executions by request id, so that a request the host had to send again runs its code once."""
+
+    _KEEP = 64
+
+    def __init__(self, backend: AsyncInProcessBackend) -> None:
+        self.backend = backend
+        self._by_id: collections.OrderedDict[str, Any] = collections.OrderedDict()
+
+    async def run(
+        self,
+        session_id: str,
+        body: _AgentExecuteRequest,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run ``body`` in the session, or wait for the run of the same request id that is already there."""
+        import asyncio
+
+        known = self._by_id.get(body.request_id) if body.request_id else None
+        if known is not None:
+            result: ExecutionResult = await asyncio.shield(known)
+            return result
+        oom_before = _memory_events()
+        task = asyncio.ensure_future(
+            self.backend.execute(
+                session_id, body.code, body.language, timeout=body.timeout, on_stdout=on_stdout, on_stderr=on_stderr
+            )
+        )
+        if body.request_id:
+            self._by_id[body.request_id] = task
+            while len(self._by_id) > self._KEEP:
+                self._by_id.popitem(last=False)
+        # Shielded: a host whose connection broke sends the same request again and takes this result; it never
+        # goes unasked (the host interrupts a call it gives up on).
+        return _explain_oom(await asyncio.shield(task), oom_before)
 
 
 def _memory_events() -> int | None:
@@ -697,6 +761,7 @@ def agent_app(backend: AsyncInProcessBackend, workdir: Path, api_key: str | None
     from coderunner.server.app import create_app
 
     app = create_app(backend.settings, backend=backend, api_key=api_key, db_path=":memory:", mcp=False)
+    app.state.executions = executions = _Executions(backend)
     loop_time = time.monotonic
 
     @app.post(f"{_AGENT_PREFIX}/session", include_in_schema=False, response_model=None)
@@ -721,11 +786,10 @@ def agent_app(backend: AsyncInProcessBackend, workdir: Path, api_key: str | None
 
     @app.post(f"{_AGENT_PREFIX}/sessions/{{session_id}}/execute", include_in_schema=False, response_model=None)
     async def agent_execute(session_id: str, body: _AgentExecuteRequest) -> Response:
-        oom_before = _memory_events()
         if not body.stream:
             # The hot path (no output callbacks): one plain JSON answer, no event machinery.
-            result = await backend.execute(session_id, body.code, body.language, timeout=body.timeout)
-            return Response(_explain_oom(result, oom_before).model_dump_json(), media_type="application/json")
+            result = await executions.run(session_id, body)
+            return Response(result.model_dump_json(), media_type="application/json")
         await backend.get_session(session_id)  # an unknown session is a JSON 404, not a broken stream
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -737,40 +801,26 @@ def agent_app(backend: AsyncInProcessBackend, workdir: Path, api_key: str | None
 
             return put
 
-        task = asyncio.ensure_future(
-            backend.execute(
-                session_id,
-                body.code,
-                body.language,
-                timeout=body.timeout,
-                on_stdout=forward("out"),
-                on_stderr=forward("err"),
-            )
-        )
+        task = asyncio.ensure_future(executions.run(session_id, body, forward("out"), forward("err")))
 
         async def events() -> Any:
-            try:
-                while not task.done():
-                    getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter in done:
-                        kind, text = getter.result()
-                        yield json.dumps({"t": kind, "d": text}) + "\n"
-                    else:
-                        getter.cancel()
-                while not queue.empty():
-                    kind, text = queue.get_nowait()
+            while not task.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    kind, text = getter.result()
                     yield json.dumps({"t": kind, "d": text}) + "\n"
-                try:
-                    result = task.result()
-                except CodeRunnerError as exc:
-                    yield json.dumps({"t": "error", **exc.to_dict()}) + "\n"
-                    return
-                result = _explain_oom(result, oom_before)
-                yield json.dumps({"t": "result", "r": result.model_dump(mode="json")}) + "\n"
-            finally:
-                if not task.done():  # the host went away: do not leave the code running
-                    task.cancel()
+                else:
+                    getter.cancel()
+            while not queue.empty():
+                kind, text = queue.get_nowait()
+                yield json.dumps({"t": kind, "d": text}) + "\n"
+            try:
+                result = task.result()
+            except CodeRunnerError as exc:
+                yield json.dumps({"t": "error", **exc.to_dict()}) + "\n"
+                return
+            yield json.dumps({"t": "result", "r": result.model_dump(mode="json")}) + "\n"
 
         return StreamingResponse(events(), media_type="application/x-ndjson")
 
@@ -800,9 +850,9 @@ class _FastExecute:
     about half a millisecond to it, which is worth skipping on the one route every call uses.
     """
 
-    def __init__(self, app: Any, backend: AsyncInProcessBackend, api_key: str | None) -> None:
+    def __init__(self, app: Any, executions: _Executions, api_key: str | None) -> None:
         self.app = app
-        self.backend = backend
+        self.executions = executions
         self.api_key = api_key.encode() if api_key else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -837,18 +887,101 @@ class _FastExecute:
             await self.app(scope, _replay(body, receive), send)
             return
         session_id = path[len(f"{_AGENT_PREFIX}/sessions/") : -len("/execute")]
-        oom_before = _memory_events()
         try:
-            result = await self.backend.execute(session_id, request.code, request.language, timeout=request.timeout)
+            result = await self.executions.run(session_id, request)
         except CodeRunnerError as exc:
             from coderunner.server.app import http_status_for
 
             status, payload = http_status_for(exc), json.dumps({"detail": exc.message, **exc.to_dict()}).encode()
         else:
-            status, payload = 200, _explain_oom(result, oom_before).model_dump_json().encode()
+            status, payload = 200, result.model_dump_json().encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+class _ProveAnswers:
+    """ASGI wrapper of the agent: every answer to the host carries the proof the host checks (see agent_client).
+
+    The host sends a nonce with each request; the answer gets ``X-Coderunner-Proof``, an HMAC under the box's key
+    of the nonce, the request and the answer. A streamed (NDJSON) answer cannot have its proof in a header, so it
+    ends with a ``{"t": "proof"}`` line instead. Requests without a nonce (the sandboxed code calling its own
+    agent) are answered without a proof.
+    """
+
+    def __init__(self, app: Any, key: bytes) -> None:
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
+        nonce_raw = headers.get(NONCE_HEADER.lower().encode())
+        if nonce_raw is None:
+            await self.app(scope, receive, send)
+            return
+        nonce = nonce_raw.decode("ascii", "replace")
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the host went away before the body was in
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        digest = request_digest(scope["method"], target, body)
+        key = self.key
+        start: dict[str, Any] = {}
+        held: list[bytes] = []
+        streaming = False
+        seen = hashlib.sha256()
+
+        def with_proof(message: dict[str, Any], proof: str) -> dict[str, Any]:
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != PROOF_HEADER.lower().encode()]
+            return {**message, "headers": [*kept, (PROOF_HEADER.lower().encode(), proof.encode())]}
+
+        async def proving_send(message: dict[str, Any]) -> None:
+            nonlocal streaming
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunk, more_body = message.get("body", b""), message.get("more_body", False)
+            status = int(start["status"])
+            if not streaming and not held and not more_body:  # the usual case: the whole answer at once
+                proof = answer_proof(key, nonce, digest, status, hashlib.sha256(chunk).digest())
+                await send(with_proof(start, proof))
+                await send(message)
+                return
+            if not streaming and not held:
+                content_type = dict(start.get("headers", [])).get(b"content-type", b"")
+                streaming = content_type.startswith(b"application/x-ndjson")
+                if streaming:
+                    # No length: the proof line is added at the end.
+                    head = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                    await send(with_proof({**start, "headers": head}, PROOF_TRAILER))
+            if not streaming:  # any other answer in parts: held until whole (answers are bounded in size)
+                held.append(chunk)
+                if not more_body:
+                    whole = b"".join(held)
+                    proof = answer_proof(key, nonce, digest, status, hashlib.sha256(whole).digest())
+                    head = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                    await send(
+                        with_proof({**start, "headers": [*head, (b"content-length", str(len(whole)).encode())]}, proof)
+                    )
+                    await send({"type": "http.response.body", "body": whole})
+                return
+            seen.update(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not more_body:
+                line = json.dumps({"t": "proof", "p": answer_proof(key, nonce, digest, status, seen.digest())})
+                await send({"type": "http.response.body", "body": line.encode() + b"\n"})
+
+        await self.app(scope, _replay(body, receive), proving_send)
 
 
 def _replay(body: bytes, receive: Any) -> Any:
@@ -876,12 +1009,17 @@ def run_agent(
 ) -> int:
     """Serve the agent (the coderunner server plus the agent routes) until stopped; the container's main process.
 
+    The agent proves its answers with the box's key (see :mod:`coderunner.backends.agent_client`), which the
+    sandboxed code must never read: with ``uds`` it comes in the file ``agent.key`` beside the socket, which is
+    read and deleted here before any kernel starts, and the process is made non-dumpable, so code of the same user
+    can neither read its memory or ``/proc/<pid>/environ`` nor ptrace it.
+
     Args:
         uds: Listen on this unix socket (the default transport; the container needs no network).
         host: TCP interface when ``uds`` is None.
         port: TCP port (0: any; the chosen one is printed as ``coderunner-agent: listening on tcp://HOST:PORT``).
         workdir: The session directory (the bind-mounted ``/work``).
-        api_key: Key clients must send (TCP transport).
+        api_key: Key clients must send (TCP transport); also the key of the answers' proofs there.
     """
     import site
 
@@ -889,13 +1027,16 @@ def run_agent(
 
     from coderunner.backends.inprocess import AsyncInProcessBackend
 
+    key = _take_agent_key(uds, api_key)
+    _make_undumpable()
     # Installing packages on the read-only root is a user install (pip does this by itself); the user
     # site directory must exist before the first kernel starts, or Python leaves it off sys.path.
     with contextlib.suppress(OSError):
         os.makedirs(site.getusersitepackages(), exist_ok=True)
     settings = Settings.from_env()
     backend = AsyncInProcessBackend(settings)
-    app = _FastExecute(agent_app(backend, Path(workdir), api_key), backend, api_key)
+    inner = agent_app(backend, Path(workdir), api_key)
+    app = _ProveAnswers(_FastExecute(inner, inner.state.executions, api_key), key)
     # Only the host that started the container connects: keep its connections open (no reconnects, and no
     # idle connection closed just as a request goes out on it).
     options: dict[str, Any] = {
@@ -920,190 +1061,109 @@ def run_agent(
     return 0
 
 
+def _take_agent_key(uds: str | None, api_key: str | None) -> bytes:
+    """The box's key: read from ``agent.key`` beside the socket and deleted (uds), or the API key (TCP)."""
+    if uds is None:
+        if not api_key:
+            raise SystemExit("coderunner sandbox-agent: no key (CODERUNNER_AGENT_KEY) for the TCP transport")
+        return api_key.encode()
+    path = Path(uds).parent / KEY_FILE
+    try:
+        key = path.read_bytes()
+        path.unlink()
+    except OSError as exc:
+        raise SystemExit(f"coderunner sandbox-agent: cannot take the agent key from {path}: {exc}") from None
+    if len(key) < 16:
+        raise SystemExit(f"coderunner sandbox-agent: the agent key in {path} is too short")
+    return key
+
+
+def _make_undumpable() -> None:
+    """PR_SET_DUMPABLE 0: processes of the same user can no longer read this one's memory, environ or ptrace it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        raise SystemExit(f"coderunner sandbox-agent: prctl(PR_SET_DUMPABLE) failed: errno {ctypes.get_errno()}")
+
+
 # -- the wire (host side) ------------------------------------------------------------------------------
 
 
-class _Unreachable(Exception):
-    """The container's server could not be reached, or went away during a request."""
-
-    def __init__(self, message: str, *, sent: bool) -> None:
-        super().__init__(message)
-        self.sent = sent  # False: the request never reached the server (safe to retry elsewhere)
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        raise _error_for(response.status_code, response.content)
-
-
-def _error_for(status: int, content: bytes) -> CodeRunnerError:
-    """The coderunner error an agent's error answer stands for."""
-    try:
-        body = json.loads(content)
-        code, detail = str(body.get("code", "error")), str(body.get("detail", ""))
-    except (ValueError, AttributeError):
-        code, detail = "backend", content[:500].decode("utf-8", "replace")
-    if code in ("route_not_found", "method_not_allowed", "error"):
-        return BackendError(f"The session's container answered HTTP {status}: {detail}")
-    return error_for_code(code, detail)
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """True when the peer closed an idle kept-alive connection (it is readable, and reading gives EOF)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
-        return True
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """``http.client`` over a unix socket."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost")
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(10.0)
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock  # fast_post sets the read timeout of each request
-
-
-class _Wire:
-    """A synchronous HTTP client for one container's agent (unix socket or TCP)."""
-
-    def __init__(self, *, uds: str | None = None, url: str | None = None, api_key: str | None = None) -> None:
-        import httpx
-
-        self._httpx = httpx
-        transport = httpx.HTTPTransport(uds=uds) if uds else httpx.HTTPTransport()
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self.client = httpx.Client(
-            transport=transport,
-            base_url=url or "http://localhost",  # the server refuses other names without an API key
-            headers=headers,
-            timeout=httpx.Timeout(60.0, connect=10.0),
-        )
-        self.uds, self.url, self.api_key = uds, url, api_key  # also how the browser container's client connects
-        self._headers = {"Content-Type": "application/json", **headers}
-        # Kept-alive stdlib connections for the hot execute call (see fast_post).
-        self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
-
-    def close(self) -> None:
-        self.client.close()
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                break
-
-    def fast_post(self, path: str, payload: bytes, timeout: float | None) -> bytes:
-        """POST JSON on a kept-alive ``http.client`` connection and return the body of a 2xx answer.
-
-        The same request httpx would send, for the one call every execution makes: httpx costs about a
-        millisecond more per round trip, a third of a whole Python execution. The agent keeps connections
-        open for a day, so a reused one is only stale when the container died.
-        """
-        try:
-            conn = self._idle.get_nowait()
-            if conn.sock is not None and _dropped(conn.sock):
-                conn.close()  # the server went away while it was idle: reconnecting tells whether it is back
-        except queue.Empty:
-            if self.uds:
-                conn = _UnixHTTPConnection(self.uds)
-            else:
-                assert self.url is not None
-                conn = http.client.HTTPConnection(self.url.removeprefix("http://"))
-        fresh = conn.sock is None
-        try:
-            if fresh:
-                conn.connect()
-            assert conn.sock is not None
-            conn.sock.settimeout(timeout)
-        except OSError as exc:
-            conn.close()
-            raise _Unreachable(f"{type(exc).__name__}: {exc}", sent=False) from None
-        try:
-            conn.request("POST", path, body=payload, headers=self._headers)
-            response = conn.getresponse()
-            content = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise _Unreachable(f"{type(exc).__name__}: {exc}", sent=True) from None
-        if response.will_close:
-            conn.close()
-        else:
-            self._idle.put(conn)
-        if response.status >= 400:
-            raise _error_for(response.status, content)
-        return content
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        httpx = self._httpx
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Unreachable(str(exc), sent=False) from None
-        except httpx.HTTPError as exc:
-            raise _Unreachable(f"{type(exc).__name__}: {exc}", sent=True) from None
-        _raise_for(response)
-        return response
-
-    def execute(
-        self,
-        session_id: str,
-        code: str,
-        language: str | None,
-        timeout: float | None,
-        grace: float,
-        on_stdout: OutputCallback | None,
-        on_stderr: OutputCallback | None,
-    ) -> ExecutionResult:
-        httpx = self._httpx
-        body = {
-            "code": code,
-            "language": language,
-            "timeout": timeout,
-            "stream": on_stdout is not None or on_stderr is not None,
-        }
-        # The engine inside enforces the time limit; this only catches a container that stopped answering.
-        read = None if timeout is None else timeout + grace + 30.0
-        limits = httpx.Timeout(read, connect=10.0, write=60.0, pool=60.0)
-        path = f"{_AGENT_PREFIX}/sessions/{session_id}/execute"
-        if not body["stream"]:
-            return ExecutionResult.model_validate_json(self.fast_post(path, json.dumps(body).encode(), read))
-        try:
-            with self.client.stream("POST", path, json=body, timeout=limits) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for(response)
-                for line in response.iter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    kind = event.get("t")
-                    if kind == "out" and on_stdout is not None:
-                        on_stdout(event["d"])
-                    elif kind == "err" and on_stderr is not None:
-                        on_stderr(event["d"])
-                    elif kind == "result":
-                        return ExecutionResult.model_validate(event["r"])
-                    elif kind == "error":
-                        raise error_for_code(str(event.get("code")), str(event.get("message")))
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Unreachable(str(exc), sent=False) from None
-        except httpx.HTTPError as exc:
-            raise _Unreachable(f"{type(exc).__name__}: {exc}", sent=True) from None
-        raise _Unreachable("the container's server closed the stream before the result", sent=True)
+def _agent_execute(
+    wire: AgentClient,
+    session_id: str,
+    code: str,
+    language: str | None,
+    timeout: float | None,
+    grace: float,
+    request_id: str,
+    on_stdout: OutputCallback | None,
+    on_stderr: OutputCallback | None,
+) -> ExecutionResult:
+    """Run code through a box's agent; ``request_id`` makes sending it again safe (the agent runs it once)."""
+    body = {
+        "code": code,
+        "language": language,
+        "timeout": timeout,
+        "stream": on_stdout is not None or on_stderr is not None,
+        "request_id": request_id,
+    }
+    # The engine inside enforces the time limit; this only catches a container that stopped answering.
+    read = None if timeout is None else timeout + grace + 30.0
+    path = f"{_AGENT_PREFIX}/sessions/{session_id}/execute"
+    if not body["stream"]:
+        return ExecutionResult.model_validate_json(wire.request("POST", path, json_body=body, timeout=read).content)
+    result: ExecutionResult | None = None
+    for event in wire.stream("POST", path, json_body=body, timeout=read):
+        kind = event.get("t")
+        if kind == "out" and on_stdout is not None:
+            on_stdout(str(event.get("d", "")))
+        elif kind == "err" and on_stderr is not None:
+            on_stderr(str(event.get("d", "")))
+        elif kind == "result":
+            result = ExecutionResult.model_validate(event["r"])
+        elif kind == "error":
+            raise error_for_code(str(event.get("code")), str(event.get("message")))
+    if result is None:  # a proven stream without a result: the agent failed mid-way
+        raise AgentUnreachable("the agent's stream ended without a result", sent=True)
+    return result
 
 
 # -- containers ----------------------------------------------------------------------------------------
+
+
+def _is_socket(path: Path) -> bool:
+    """True when ``path`` itself (not what a link there points to) is a socket."""
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _hand_over_key(sock_dir: Path, key: bytes, uid: int, gid: int) -> None:
+    """Write the box's key where only its agent reads it (``agent.key``), never following a planted link.
+
+    The directory is writable from inside the sandbox (a container being replaced may still run), so the file
+    is created afresh with ``O_EXCL | O_NOFOLLOW`` relative to the directory's own descriptor.
+    """
+    dir_fd = os.open(sock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(KEY_FILE, dir_fd=dir_fd)
+        fd = os.open(
+            KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400, dir_fd=dir_fd
+        )
+        try:
+            os.write(fd, key)
+            if os.getuid() == 0 and uid != 0:
+                os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _host_id() -> str:
@@ -1154,7 +1214,9 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
                 owner = json.loads((runner_dir / "owner.json").read_text())
             except (OSError, ValueError):
                 owner = {}
-            if not _owner_alive({LABEL_OWNER_PID: str(owner.get("pid")), LABEL_OWNER_START: str(owner.get("start"))}):
+            alive = _owner_alive({LABEL_OWNER_PID: str(owner.get("pid")), LABEL_OWNER_START: str(owner.get("start"))})
+            # Session disks first: deleting through a mount would only empty it, and leave it mounted.
+            if not alive and unmount_below(runner_dir):
                 shutil.rmtree(runner_dir, ignore_errors=True)
     if removed:
         log.info("removed %d containers left by runners that are gone", removed)
@@ -1163,15 +1225,20 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
 
 @dataclasses.dataclass
 class _Box:
-    """One started container and the way to talk to it."""
+    """One started container, its storage (``/work`` and the socket directory) and the way to talk to it."""
 
     container_id: str
     name: str
     options: ContainerOptions
-    work: Path
-    sock_dir: Path
-    wire: _Wire
-    owns_work: bool = True
+    storage: SessionStorage
+    wire: AgentClient
+    owns_storage: bool = True
+    """False once a replacement container took the storage over (or for a box that never had its own)."""
+
+    @property
+    def work(self) -> Path:
+        """The host directory mounted as the container's ``/work``."""
+        return self.storage.work
 
 
 class _Fleet:
@@ -1188,6 +1255,7 @@ class _Fleet:
         pool_size: int,
         transport: str | None,
         progress: Callable[[str], None] | None,
+        disk_limit_explicit: bool = False,
     ) -> None:
         self.settings = settings
         self.client = connect(base_url)
@@ -1196,6 +1264,9 @@ class _Fleet:
             raise ConfigurationError(f"transport={transport!r} must be 'uds' or 'tcp'.")
         self.transport = transport or ("tcp" if self.remote else "uds")
         self.defaults = defaults
+        self.disk_limit_explicit = disk_limit_explicit
+        self._disk_unsupported = disk_limit_support() if self.transport == "uds" else None
+        self._disk_warned = False
         self.pool_size = pool_size
         self.runner_id = uuid.uuid4().hex[:10]
         self.root = Path(settings.runtime_dir) / "docker" / f"r-{self.runner_id}"
@@ -1262,9 +1333,23 @@ class _Fleet:
             )
 
     def start(
-        self, options: ContainerOptions, *, role: str, work: Path | None = None, env: Mapping[str, str] | None = None
+        self,
+        options: ContainerOptions,
+        *,
+        role: str,
+        work: Path | None = None,
+        storage: SessionStorage | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> _Box:
-        """Start a container and wait until its agent answers (``env`` adds to or overrides the agent's variables)."""
+        """Start a container and wait until its agent answers.
+
+        Args:
+            options: The container's confinement.
+            role: Label value ('pool', 'session', 'browser').
+            work: A caller's directory to mount as ``/work`` (never capped, never removed).
+            storage: Storage to take over from a container being replaced (its ``/work`` and socket directory).
+            env: Adds to or overrides the agent's variables.
+        """
         self._check_runtime(options.runtime)
         with self._lock:
             if self._closed:
@@ -1272,17 +1357,84 @@ class _Fleet:
             self._counter += 1
             n = self._counter
         name = f"coderunner-{self.runner_id}-{n}"
-        box_dir = self.root / str(n)
-        sock_dir = box_dir / "sock"
-        owns_work = work is None
-        work = work or box_dir / "work"
         uid, gid = self._uid(options)
-        for folder in (sock_dir, work):
-            folder.mkdir(parents=True, exist_ok=True)
-            # Ours only: a directory the caller passed as working_dir keeps its owner.
-            if os.getuid() == 0 and uid != 0 and (folder == sock_dir or owns_work):
-                os.chown(folder, uid, gid)
+        owns_storage = storage is None
+        if storage is not None:
+            storage.clear_sock_dir()  # the previous container is gone: nothing of it may pass for the new agent
+        elif self.transport == "uds":
+            storage = SessionStorage(
+                self.root / str(n), disk_limit=self.disk_limit(options), uid=uid, gid=gid, work=work
+            )
+        else:  # remote engine: nothing is mounted from here; /work is a tmpfs in the container
+            storage = SessionStorage(self.root / str(n), disk_limit=None, uid=uid, gid=gid, work=work)
+        key = new_key()
         api_key = secrets.token_urlsafe(24) if self.transport == "tcp" else None
+        try:
+            if self.transport == "uds":
+                _hand_over_key(storage.sock_dir, key, uid, gid)
+            container = self._create(options, name, role, storage, uid, gid, env, api_key)
+        except BaseException:
+            if owns_storage:
+                storage.remove()
+            raise
+        try:
+            with _docker_errors(f"Starting container {name}"):
+                container.start()
+            wire = self._wait_ready(container, storage.sock_dir, key, api_key)
+        except BaseException:
+            self._remove_quietly(container.id)
+            if owns_storage:
+                storage.remove()
+            raise
+        box = _Box(container.id, name, options, storage, wire)  # a storage taken over is the new box's now
+        with self._lock:
+            self._boxes[container.id] = box
+            if self._closed:
+                self._boxes.pop(container.id, None)
+                closed = True
+            else:
+                closed = False
+        if closed:
+            self._remove_box(box)
+            raise InvalidRequestError("This runner is closed; create a new one.")
+        return box
+
+    def disk_limit(self, options: ContainerOptions) -> int | None:
+        """Bytes a session of ``options`` may write to ``/work`` (None: no cap, because the host cannot cap).
+
+        Raises:
+            ConfigurationError: A limit was asked for explicitly and this host cannot enforce it.
+        """
+        if options.disk_limit is None:
+            return None
+        if self._disk_unsupported is None:
+            return parse_memory(options.disk_limit)
+        if self.disk_limit_explicit or options.disk_limit != self.defaults.disk_limit:
+            raise ConfigurationError(
+                f"disk_limit={options.disk_limit!r} cannot be enforced here: {self._disk_unsupported}. Run the "
+                "runner as root, or pass disk_limit=None (CODERUNNER_DOCKER_DISK_LIMIT=none) to accept an uncapped "
+                "/work."
+            )
+        if not self._disk_warned:
+            self._disk_warned = True
+            log.warning(
+                "sessions' /work has no size limit (%s); set CODERUNNER_DOCKER_DISK_LIMIT=none to silence this",
+                self._disk_unsupported,
+            )
+        return None
+
+    def _create(
+        self,
+        options: ContainerOptions,
+        name: str,
+        role: str,
+        storage: SessionStorage,
+        uid: int,
+        gid: int,
+        env: Mapping[str, str] | None,
+        api_key: str | None,
+    ) -> Any:
+        """Create (not start) a container for ``options``."""
         env = {
             "HOME": "/home/sandbox",
             "CODERUNNER_RUNTIME_DIR": "/tmp/coderunner",
@@ -1330,43 +1482,24 @@ class _Fleet:
         if options.runtime:
             kwargs["runtime"] = options.runtime
         if self.remote:
-            kwargs["tmpfs"][_IN_WORK] = tmpfs_opts.replace(f"size={parse_memory(options.tmpfs_size)}", "size=1g")
+            size = parse_memory(options.disk_limit) if options.disk_limit is not None else 1024**3
+            kwargs["tmpfs"][_IN_WORK] = tmpfs_opts.replace(f"size={parse_memory(options.tmpfs_size)}", f"size={size}")
         else:
             kwargs["volumes"] = {
-                str(work): {"bind": _IN_WORK, "mode": "rw"},
-                str(sock_dir): {"bind": _IN_SOCK_DIR, "mode": "rw"},
+                str(storage.work): {"bind": _IN_WORK, "mode": "rw"},
+                str(storage.sock_dir): {"bind": _IN_SOCK_DIR, "mode": "rw"},
             }
         with _docker_errors(f"Starting a container from {self.image}"):
-            container = self.client.containers.create(self.image, **kwargs)
-        try:
-            with _docker_errors(f"Starting container {name}"):
-                container.start()
-            wire = self._wait_ready(container, sock_dir, api_key)
-        except BaseException:
-            self._remove_quietly(container.id)
-            if owns_work:
-                shutil.rmtree(box_dir, ignore_errors=True)
-            raise
-        box = _Box(container.id, name, options, work, sock_dir, wire, owns_work)
-        with self._lock:
-            self._boxes[container.id] = box
-            if self._closed:
-                self._boxes.pop(container.id, None)
-                closed = True
-            else:
-                closed = False
-        if closed:
-            self._remove_box(box)
-            raise InvalidRequestError("This runner is closed; create a new one.")
-        return box
+            return self.client.containers.create(self.image, **kwargs)
 
-    def _wait_ready(self, container: Any, sock_dir: Path, api_key: str | None) -> _Wire:
+    def _wait_ready(self, container: Any, sock_dir: Path, key: bytes, api_key: str | None) -> AgentClient:
         deadline = time.monotonic() + _START_TIMEOUT
         sock = sock_dir / _SOCK_NAME
         checked = time.monotonic()
+        cap = self.settings.max_answer_bytes
         while time.monotonic() < deadline:
-            if self.transport == "uds" and sock.exists():
-                return _Wire(uds=str(sock))
+            if self.transport == "uds" and _is_socket(sock):
+                return AgentClient(key=key, uds=sock, max_bytes=cap)
             if time.monotonic() - checked > 0.5:
                 checked = time.monotonic()
                 with _docker_errors("Watching a starting container"):
@@ -1380,7 +1513,8 @@ class _Fleet:
                     if self.transport == "tcp":
                         match = re.search(rb"listening on tcp://([\d.]+):(\d+)", container.logs())
                         if match:
-                            return _Wire(url=f"http://{match[1].decode()}:{match[2].decode()}", api_key=api_key)
+                            url = f"http://{match[1].decode()}:{match[2].decode()}"
+                            return AgentClient(key=key, url=url, api_key=api_key, max_bytes=cap)
             time.sleep(0.005)
         raise BackendError(f"The container {container.name} did not become ready within {_START_TIMEOUT:g} s.")
 
@@ -1393,14 +1527,13 @@ class _Fleet:
         self._remove_quietly(box.container_id)
         with self._lock:
             self._boxes.pop(box.container_id, None)
-        shutil.rmtree(box.sock_dir, ignore_errors=True)
-        if box.owns_work:
-            shutil.rmtree(box.work, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            box.sock_dir.parent.rmdir()  # the container's folder, once nothing of it is left
+        if box.owns_storage:
+            box.storage.remove()  # the caller's own working_dir stays
 
-    def remove(self, box: _Box, *, wait: bool = False) -> None:
-        """Remove a container (in the background unless ``wait``) and its host directories."""
+    def remove(self, box: _Box, *, wait: bool = False, keep_storage: bool = False) -> None:
+        """Remove a container (in the background unless ``wait``) and, unless ``keep_storage``, its storage."""
+        if keep_storage:
+            box.owns_storage = False
         if wait:
             self._remove_box(box)
             return
@@ -1410,6 +1543,16 @@ class _Fleet:
             self._remove_box(box)
         else:
             self._threads.submit(self._remove_box, box)
+
+    def answers(self, box: _Box) -> bool:
+        """True when the box's container runs and its agent answers with its proof (a hiccup, not a death)."""
+        if not self.state(box).get("Running"):
+            return False
+        try:
+            box.wire.request("GET", f"{_AGENT_PREFIX}/ready", params={"timeout": "0"}, timeout=10)
+        except (AgentUnreachable, AgentForged, CodeRunnerError):
+            return False
+        return True
 
     def state(self, box: _Box) -> dict[str, Any]:
         """The container's State from ``docker inspect`` (empty when it is gone)."""
@@ -1531,6 +1674,8 @@ class _Session:
     busy: int = 0
     busy_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    lost: str | None = None
+    """A loss of state (a replaced container) that no result has reported yet: the next execution says it."""
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -1560,6 +1705,19 @@ def death_cause(state: Mapping[str, Any], limit: str | int) -> str:
     if state.get("Running"):
         return "stopped answering and was killed"
     return f"stopped (exit status {int(state.get('ExitCode') or 137)})"
+
+
+_TAMPERED = (
+    "answered without its agent's proof (something inside the sandbox took over the agent's socket), so it was removed"
+)
+_DISK_FULL = 1024**2
+"""Free bytes below which a session's disk counts as full."""
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
 
 
 def _death_message(state: Mapping[str, Any], limit: str | int) -> tuple[str, int]:
@@ -1669,7 +1827,7 @@ class DockerBackend(DockerBrowserMixin):
         response = box.wire.request(
             "POST",
             f"{_AGENT_PREFIX}/session",
-            json={"language": language, "env": dict(env) or None, "metadata": dict(metadata) or None},
+            json_body={"language": language, "env": dict(env) or None, "metadata": dict(metadata) or None},
             timeout=_START_TIMEOUT,
         )
         inner_id: str = response.json()["session_id"]
@@ -1681,18 +1839,23 @@ class DockerBackend(DockerBrowserMixin):
         language: str,
         env: Mapping[str, str],
         metadata: Mapping[str, str],
+        *,
         work: Path | None = None,
+        storage: SessionStorage | None = None,
     ) -> tuple[_Box, str]:
         """A container with a ready session in it; a pooled container that turns out dead is skipped."""
         for _ in range(3):
-            box = self._fleet.take(options) if work is None else self._fleet.start(options, role="session", work=work)
+            if work is None and storage is None:
+                box = self._fleet.take(options)
+            else:
+                box = self._fleet.start(options, role="session", work=work, storage=storage)
             try:
                 return box, self._adopt(box, language, env, metadata)
-            except _Unreachable as exc:
+            except (AgentUnreachable, AgentForged) as exc:
                 log.warning("discarding a container that does not answer: %s", exc)
-                self._fleet.remove(box)
+                self._fleet.remove(box, keep_storage=storage is not None)
             except BaseException:
-                self._fleet.remove(box)
+                self._fleet.remove(box, keep_storage=storage is not None)
                 raise
         raise BackendError("Three containers in a row did not answer; see the Docker engine's logs.")
 
@@ -1720,12 +1883,14 @@ class DockerBackend(DockerBrowserMixin):
             **container_options: Overrides of the runner's container options for this session
                 (``network``, ``memory``, ``cpus``, ``pids_limit``, ``runtime``, ...).
         """
+        # Everything is checked before a container is taken: a bad value must not cost (or leak) one.
         language = _core.normalize_language(language)
         env = _core.merge_env({}, env)
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         options = self._fleet.defaults.with_overrides(container_options)
-        if lifetime is not None and lifetime <= 0:
-            raise InvalidRequestError("lifetime must be a positive number of seconds.")
+        lifetime = _core.validate_duration(lifetime, "lifetime")
+        idle_timeout = _core.validate_duration(idle_timeout, "idle_timeout")
+        self._fleet.disk_limit(options)  # a limit this host cannot enforce fails now
         with self._lock:
             if len(self._sessions) >= self.settings.max_sessions:
                 raise CapacityError(
@@ -1738,24 +1903,26 @@ class DockerBackend(DockerBrowserMixin):
             if self._fleet.remote:
                 raise ConfigurationError("working_dir cannot be mounted from this machine into a remote Docker engine.")
             work.mkdir(parents=True, exist_ok=True)
-        box, inner = self._open(options, language, env, meta, work)
-        if work is not None:
-            box.owns_work = False
-        session_id = str(uuid.uuid4())
-        session = _Session(
-            session_id=session_id,
-            language=language,
-            env=env,
-            metadata=meta,
-            options=options,
-            box=box,
-            inner_id=inner,
-            idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-            expires_at=datetime.fromtimestamp(time.time() + lifetime, timezone.utc) if lifetime else None,
-        )
-        with self._lock:
-            self._sessions[session_id] = session
-        return self._info(session, languages=[language])
+        box, inner = self._open(options, language, env, meta, work=work)
+        try:
+            session_id = str(uuid.uuid4())
+            session = _Session(
+                session_id=session_id,
+                language=language,
+                env=env,
+                metadata=meta,
+                options=options,
+                box=box,
+                inner_id=inner,
+                idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
+                expires_at=datetime.fromtimestamp(time.time() + lifetime, timezone.utc) if lifetime else None,
+            )
+            with self._lock:
+                self._sessions[session_id] = session
+            return self._info(session, languages=[language])
+        except BaseException:
+            self._fleet.remove(box)  # taken, so given back: nothing counts or expires a box without a session
+            raise
 
     def _info(self, session: _Session, languages: list[str] | None = None) -> SessionInfo:
         if languages is None:
@@ -1764,7 +1931,7 @@ class DockerBackend(DockerBrowserMixin):
                     session.box.wire.request("GET", f"/sessions/{session.inner_id}", timeout=10).json()
                 )
                 languages = inner.languages
-            except (_Unreachable, CodeRunnerError):
+            except (AgentUnreachable, AgentForged, CodeRunnerError):
                 languages = []
         return SessionInfo(
             session_id=session.session_id,
@@ -1837,25 +2004,46 @@ class DockerBackend(DockerBrowserMixin):
     # -- replacing dead containers ----------------------------------------------------------------
 
     def _replace(self, session: _Session, dead: _Box) -> None:
-        """Give the session a fresh container with the same options and ``/work`` (once per dead box)."""
+        """Give the session a fresh container with the same options and storage (once per dead box)."""
         with session.lock:
             if session.box is not dead:
                 return  # another thread replaced it already
-            # The session's /work outlives the container: the new one mounts it.
-            owns_work, dead.owns_work = dead.owns_work, False
-            self._fleet.remove(dead)
-            box, inner = self._open(session.options, session.language, session.env, session.metadata, dead.work)
-            box.owns_work = owns_work
+            # Gone before anything else touches its storage: the socket directory gets the new box's key, and
+            # a container that merely stopped answering must not see it.
+            self._fleet.remove(dead, wait=True, keep_storage=True)
+            box, inner = self._open(
+                session.options, session.language, session.env, session.metadata, storage=dead.storage
+            )
             session.box, session.inner_id = box, inner
 
-    def _call(self, session: _Session, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request to the session's agent; a container found dead is replaced and the request sent again."""
+    def _replace_noting(self, session: _Session, dead: _Box, why: str) -> None:
+        """Replace a dead box outside an execution, and have the next execution report the loss."""
+        self._replace(session, dead)
+        session.lost = (
+            f"The session's container {why}, so the session continues in a fresh container: all variables and "
+            "imports were lost (files in the session directory remain)."
+        )
+
+    def _call(self, session: _Session, method: str, path: str, **kwargs: Any) -> Any:
+        """A request to the session's agent (file calls, all safe to send twice).
+
+        A connection hiccup is retried on the same container; only a container found dead (or one whose agent
+        does not prove itself) is replaced, and the next execution reports the lost state.
+        """
         box = session.box
         try:
             return box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
-        except _Unreachable:
-            self._replace(session, box)
-            return session.box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
+        except AgentUnreachable:
+            if self._fleet.answers(box):
+                return box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
+            self._replace_noting(session, box, death_cause(self._fleet.state(box), session.options.memory))
+        except AgentForged:
+            self._replace_noting(session, box, _TAMPERED)
+        except AnswerTooLarge:
+            if self._fleet.answers(box):
+                raise  # a real answer, too long to read
+            self._replace_noting(session, box, _TAMPERED)
+        return session.box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
 
     # -- execution and files ----------------------------------------------------------------------
 
@@ -1877,38 +2065,101 @@ class DockerBackend(DockerBrowserMixin):
         session.enter(1)
         session.touch()
         notes: list[str] = []
+        if session.lost:
+            notes.append(session.lost)
+            session.lost = None
+        # One id for every send of this execution: the agent runs the code once, however often it is sent.
+        request_id = uuid.uuid4().hex
         started = time.perf_counter()
         try:
-            box = session.box
-            try:
-                result = box.wire.execute(
-                    session.inner_id, code, lang, limit, self.settings.interrupt_grace, on_stdout, on_stderr
-                )
-            except _Unreachable as exc:
-                if exc.sent:
-                    return self._died(session, box, lang, time.perf_counter() - started)
-                # The container was gone before the code was sent: run it in a fresh one, and say so.
-                self._replace(session, box)
-                notes.append(
-                    "The session's container had stopped before this call, so it ran in a fresh container: "
-                    "earlier variables are not defined (files in the session directory remain)."
-                )
-                result = session.box.wire.execute(
-                    session.inner_id, code, lang, limit, self.settings.interrupt_grace, on_stdout, on_stderr
-                )
-        except _Unreachable as exc:
-            raise BackendError(f"The session's container does not answer: {exc}") from None
+            for _ in range(3):
+                box = session.box
+                try:
+                    result = _agent_execute(
+                        box.wire,
+                        session.inner_id,
+                        code,
+                        lang,
+                        limit,
+                        self.settings.interrupt_grace,
+                        request_id,
+                        on_stdout,
+                        on_stderr,
+                    )
+                    break
+                except AgentForged:
+                    return self._died(session, box, lang, time.perf_counter() - started, why=_TAMPERED, notes=notes)
+                except AnswerTooLarge as exc:
+                    if not self._fleet.answers(box):  # no agent would have sent it: something took the socket over
+                        return self._died(session, box, lang, time.perf_counter() - started, why=_TAMPERED, notes=notes)
+                    raise BackendError(
+                        f"{exc.message} The code ran and the session keeps its state; make the result smaller "
+                        "(fewer or smaller rich outputs), or raise max_answer_bytes."
+                    ) from None
+                except AgentUnreachable as exc:
+                    if self._fleet.answers(box):
+                        continue  # a hiccup of the connection, not a death: send it again (same request id)
+                    if exc.sent:
+                        return self._died(session, box, lang, time.perf_counter() - started, notes=notes)
+                    # The container was gone before the code was sent: run it in a fresh one, and say so.
+                    self._replace(session, box)
+                    notes.append(
+                        "The session's container had stopped before this call, so it ran in a fresh container: "
+                        "earlier variables are not defined (files in the session directory remain)."
+                    )
+            else:
+                raise BackendError("The session's container is running but its agent does not answer; try again.")
         finally:
             session.enter(-1)
             session.touch()
         update: dict[str, Any] = {"session_id": session_id}
+        disk = self._disk_note(session.box, result)
+        if notes or disk:
+            update["warnings"] = [*result.warnings, *notes, *([disk] if disk else [])]
         if notes:
-            update.update(state_lost=True, warnings=[*result.warnings, *notes])
+            update["state_lost"] = True
+        if disk and result.error is not None:
+            update["error"] = result.error.model_copy(update={"value": f"{result.error.value} ({disk})"})
         return result.model_copy(update=update)
 
-    def _died(self, session: _Session, box: _Box, language: str, elapsed: float) -> ExecutionResult:
-        state = self._fleet.state(box)
-        message, exit_code = _death_message(state, session.options.memory)
+    def _disk_note(self, box: _Box, result: ExecutionResult) -> str | None:
+        """Say so when an execution filled the session's disk (or another of its filesystems)."""
+        texts = [result.stdout, result.stderr, *((result.error.value, result.error.traceback) if result.error else ())]
+        full_text = any("No space left on device" in t or "ENOSPC" in t for t in texts)
+        free, limit = box.storage.free(), box.storage.disk_limit
+        if limit is not None and free is not None and (free < _DISK_FULL or (full_text and free < 64 * 1024**2)):
+            return (
+                f"disk limit reached: the session's /work is full ({_size(free)} free of its {_size(limit)} "
+                "disk_limit). Delete files, or start the session with a larger disk_limit (e.g. "
+                "disk_limit='4g', CODERUNNER_DOCKER_DISK_LIMIT)."
+            )
+        if full_text:
+            return (
+                f"a filesystem of the session is full (No space left on device): /tmp and $HOME are memory-backed, "
+                f"{box.options.tmpfs_size} each (tmpfs_size)"
+                + (f"; /work has {_size(free)} free" if free is not None else "")
+                + "."
+            )
+        return None
+
+    def _died(
+        self,
+        session: _Session,
+        box: _Box,
+        language: str,
+        elapsed: float,
+        *,
+        why: str | None = None,
+        notes: list[str] | None = None,
+    ) -> ExecutionResult:
+        if why is None:
+            message, exit_code = _death_message(self._fleet.state(box), session.options.memory)
+        else:
+            message, exit_code = (
+                f"The session's container {why} during this execution. The session continues in a fresh "
+                "container: all variables and imports were lost; files in the session directory remain.",
+                137,
+            )
         self._replace_in_background(session, box)
         return _core.build_result(
             language=language,
@@ -1920,7 +2171,7 @@ class DockerBackend(DockerBrowserMixin):
             outputs=[],
             execution_time=round(elapsed, 6),
             state_lost=True,
-            warnings=[message],
+            warnings=[*(notes or []), message],
         )
 
     def _replace_in_background(self, session: _Session, box: _Box) -> None:
@@ -1939,7 +2190,7 @@ class DockerBackend(DockerBrowserMixin):
         while True:
             try:
                 response = session.box.wire.request("POST", f"/sessions/{session.inner_id}/interrupt", timeout=30)
-            except _Unreachable:
+            except (AgentUnreachable, AgentForged):
                 return False
             if response.json().get("interrupted"):
                 return True
@@ -1954,7 +2205,7 @@ class DockerBackend(DockerBrowserMixin):
         session = self._get(session_id)
         session.touch()
         response = self._call(
-            session, "PUT", "/sessions/{sid}/files/content", params={"path": path}, content=data, timeout=300
+            session, "PUT", "/sessions/{sid}/files/content", params={"path": path}, body=data, timeout=300
         )
         return FileInfo.model_validate(response.json())
 
@@ -1962,7 +2213,23 @@ class DockerBackend(DockerBrowserMixin):
         """Read a file from the session directory."""
         session = self._get(session_id)
         session.touch()
-        return self._call(session, "GET", "/sessions/{sid}/files/content", params={"path": path}, timeout=300).content
+        limit = self.settings.max_download_bytes
+        try:
+            answer = self._call(
+                session,
+                "GET",
+                "/sessions/{sid}/files/content",
+                params={"path": path},
+                timeout=300,
+                max_bytes=limit,
+                too_large=f"The file {path!r} is {{size}} bytes, more than max_download_bytes ({{limit}}): raise "
+                "CODERUNNER_MAX_DOWNLOAD_BYTES, or split the file in the session (split -b 100M) and download "
+                "the parts.",
+            )
+        except AnswerTooLarge as exc:
+            raise InvalidRequestError(exc.message) from None
+        content: bytes = answer.content
+        return content
 
     def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
         """List a directory of the session."""

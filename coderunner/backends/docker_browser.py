@@ -107,8 +107,7 @@ class BrowserContainer:
             )
 
     def _connect(self) -> tuple[InstaVMBackend, _Box]:
-        import httpx
-
+        from coderunner.backends.agent_client import httpx_transport
         from coderunner.backends.instavm import InstaVMBackend
 
         with self._lock:
@@ -121,12 +120,12 @@ class BrowserContainer:
             env = {"CODERUNNER_POOL_SIZE": "0", **self._settings.to_env()}
             box = self._fleet.start(self.options(), role="browser", env=env)
             wire = box.wire
-            transport = httpx.HTTPTransport(uds=wire.uds) if wire.uds else None
+            # Through the box's own agent client: the same pinned socket and proven, capped answers as sessions.
             self._client = InstaVMBackend(
                 self._fleet.settings,
                 base_url=wire.url or "http://localhost",
                 api_key=wire.api_key,
-                transport=transport,
+                transport=httpx_transport(wire),
                 max_retries=0,
             )
             self._box = box

@@ -91,13 +91,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 def _cmd_agent(args: argparse.Namespace) -> int:
     from coderunner.backends.docker import run_agent
 
-    return run_agent(
-        uds=args.uds,
-        host=args.host,
-        port=args.port,
-        workdir=args.workdir,
-        api_key=os.environ.get("CODERUNNER_AGENT_KEY") or None,
-    )
+    # Out of the environment before any kernel inherits it: the sandboxed code must not read it.
+    api_key = os.environ.pop("CODERUNNER_AGENT_KEY", None) or None
+    return run_agent(uds=args.uds, host=args.host, port=args.port, workdir=args.workdir, api_key=api_key)
 
 
 def _flag(text: str) -> bool:
