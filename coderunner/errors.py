@@ -83,7 +83,7 @@ class MissingDependencyError(ConfigurationError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'coderunner[{extra}]'"
+            f"Install it with: pip install 'coderunner-sandbox[{extra}]'"
         )
         self.package = package
         self.extra = extra

@@ -1,6 +1,6 @@
 """A LangChain tool-calling agent over coderunner's tools, written with langchain-core alone.
 
-    pip install 'coderunner[langchain]' langchain-openai
+    pip install 'coderunner-sandbox[langchain]' langchain-openai
     OPENAI_API_KEY=sk-... python examples/langchain_agent.py
 
 Any chat model with ``bind_tools`` works (ChatOpenAI, ChatAnthropic, ...); the backend is

@@ -1,6 +1,6 @@
 """A LlamaIndex ``FunctionAgent`` with coderunner's tools.
 
-    pip install 'coderunner[llamaindex]' llama-index-llms-openai
+    pip install 'coderunner-sandbox[llamaindex]' llama-index-llms-openai
     OPENAI_API_KEY=sk-... python examples/llamaindex_agent.py
 
 Any function-calling LLM works; the backend is chosen by CODERUNNER_BACKEND. The tests import

@@ -30,7 +30,7 @@ about a millisecond more per request, a third of a whole Python round trip.
 
 Errors (all from :mod:`coderunner.errors`; no ``docker.errors.*`` or ``httpx.*`` exception escapes)::
 
-    MissingDependencyError   the 'docker' package is not installed (pip install 'coderunner[docker]')
+    MissingDependencyError   the 'docker' package is not installed (pip install 'coderunner-sandbox[docker]')
     BackendUnavailableError  no Docker engine answers (the message says how to install and start one)
     BackendError             the image could not be built, a container would not start
     ConfigurationError       a bad option (memory="lots"), a runtime the engine does not have

@@ -87,7 +87,7 @@ def get_langchain_tools(
         browser: Also offer the browser tools (need ``coderunner[browser]`` and Chromium).
 
     Raises:
-        MissingDependencyError: langchain-core is not installed (``pip install 'coderunner[langchain]'``).
+        MissingDependencyError: langchain-core is not installed (``pip install 'coderunner-sandbox[langchain]'``).
     """
     lc_tools = _langchain()
     sync_runner: CodeRunner | None = None

@@ -15,7 +15,7 @@ Calls return a ``ToolOutput`` whose ``is_error`` is set for bad arguments, error
 and coderunner errors, with the text as a ``TextBlock`` and images as ``ImageBlock`` s;
 ``raw_output`` is the :class:`~coderunner.tools.ToolResult`. Nothing is raised into the agent.
 
-This module needs ``llama-index-core`` (``pip install 'coderunner[llamaindex]'``); importing it
+This module needs ``llama-index-core`` (``pip install 'coderunner-sandbox[llamaindex]'``); importing it
 without that raises :class:`~coderunner.errors.MissingDependencyError`.
 """
 

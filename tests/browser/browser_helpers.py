@@ -156,7 +156,7 @@ def chromium_missing() -> str | None:
     from pathlib import Path
 
     if importlib.util.find_spec("playwright") is None:
-        return "the 'playwright' package is not installed (pip install 'coderunner[browser]')"
+        return "the 'playwright' package is not installed (pip install 'coderunner-sandbox[browser]')"
     from coderunner.browser import BrowserSettings
     from coderunner.browser.engine import find_chromium
     from coderunner.errors import BackendUnavailableError, ConfigurationError

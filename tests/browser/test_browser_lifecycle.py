@@ -177,7 +177,7 @@ def test_missing_playwright_names_the_extra(tmp_path: Path) -> None:
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60).stdout
-    assert out.startswith("browser ") and "coderunner[browser]" in out
+    assert out.startswith("browser ") and "coderunner-sandbox[browser]" in out
 
 
 def test_close_stops_chromium_and_everything_is_gone(needs_chromium: None) -> None:

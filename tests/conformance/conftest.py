@@ -22,7 +22,7 @@ def _inprocess() -> BackendFactories:
 def _docker(request: pytest.FixtureRequest, **options: Any) -> BackendFactories:
     """LocalDocker: skipped with the reason when no engine answers; the image is built once (content hash)."""
     pytest.importorskip(
-        "docker", reason="the Docker backend needs the 'docker' package: pip install 'coderunner[docker]'"
+        "docker", reason="the Docker backend needs the 'docker' package: pip install 'coderunner-sandbox[docker]'"
     )
     from coderunner.backends.docker import connect, ensure_image
     from coderunner.errors import BackendUnavailableError

@@ -14,7 +14,7 @@ from coderunner import CodeRunner
 def docker_client() -> Iterator[Any]:
     """The Docker SDK client; the whole module is skipped, with the reason, when no engine answers."""
     pytest.importorskip(
-        "docker", reason="the Docker backend needs the 'docker' package: pip install 'coderunner[docker]'"
+        "docker", reason="the Docker backend needs the 'docker' package: pip install 'coderunner-sandbox[docker]'"
     )
     from coderunner.backends.docker import connect
     from coderunner.errors import BackendUnavailableError

@@ -115,7 +115,7 @@ def test_missing_docker_package_names_the_extra() -> None:
         "try:\n    CodeRunner(backend='docker')\nexcept MissingDependencyError as exc:\n    print(exc.message)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "pip install 'coderunner[docker]'" in out.stdout, out.stderr
+    assert "pip install 'coderunner-sandbox[docker]'" in out.stdout, out.stderr
     assert MissingDependencyError  # the class the message comes from
 
 

@@ -17,14 +17,14 @@ from coderunner.integrations.langchain import get_langchain_tools  # importable;
 try:
     get_langchain_tools()
 except MissingDependencyError as exc:
-    assert "pip install 'coderunner[langchain]'" in exc.message, exc.message
+    assert "pip install 'coderunner-sandbox[langchain]'" in exc.message, exc.message
 else:
     raise SystemExit("get_langchain_tools did not fail")
 for module, extra in (("coderunner.integrations.llamaindex", "llamaindex"), ("coderunner.server.mcp", "server")):
     try:
         __import__(module)
     except MissingDependencyError as exc:
-        assert f"pip install 'coderunner[{extra}]'" in exc.message, exc.message
+        assert f"pip install 'coderunner-sandbox[{extra}]'" in exc.message, exc.message
     else:
         raise SystemExit(module + " imported without its extra")
 print("ok")

@@ -140,7 +140,7 @@ def test_error_codes_are_stable_and_unique() -> None:
 
 def test_missing_dependency_names_the_extra() -> None:
     err = errors.MissingDependencyError("docker", "docker", "The Docker backend")
-    assert "pip install 'coderunner[docker]'" in str(err)
+    assert "pip install 'coderunner-sandbox[docker]'" in str(err)
 
 
 def test_task_table_state_machine() -> None:
