@@ -26,11 +26,13 @@ What the protocol gives, and what it does not:
   :mod:`coderunner.browser.errors` classes (from the server's ``code``, or from the status: 404 on
   an element action is ElementNotFoundError, 408 BrowserTimeoutError).
 
-Errors: HTTP statuses and transport failures become :mod:`coderunner.errors` exceptions (401/403:
-AuthenticationError naming ``INSTAVM_API_KEY``, 429: RateLimitError, unknown session:
-SessionNotFoundError, unreachable server: BackendUnavailableError, 5xx: BackendError); no ``httpx``
-exception escapes. Only failures to connect (nothing was sent) are retried, with backoff: code that
-may have run is never sent twice.
+Errors: an error answer's ``code`` (coderunner serve sends a stable one, e.g. 403
+``destination_blocked`` for a browser egress refusal) gives the exception of that code; without one
+(the InstaVM cloud), the status does (401/403: AuthenticationError naming ``INSTAVM_API_KEY``, 429:
+RateLimitError, unknown session: SessionNotFoundError, 5xx: BackendError). A 401 is always
+AuthenticationError; an unreachable server is BackendUnavailableError. No ``httpx`` exception
+escapes. Only failures to connect (nothing was sent) are retried, with backoff: code that may have
+run is never sent twice.
 """
 
 from __future__ import annotations
@@ -230,19 +232,24 @@ class _Wire:
             detail = content.decode("utf-8", "replace").strip()[:500]
         detail = detail or f"HTTP {status}"
         if status == 401:
+            # 401 means the caller's key, whoever answers (coderunner serve adds code "authentication").
             return AuthenticationError(
                 f"{self.base_url} rejected the API key ({detail}). Set {API_KEY_ENV} or pass api_key=... with a "
                 "valid key."
             )
-        if status == 403:
-            return AuthenticationError(f"{self.base_url} refused the request ({detail}); check {API_KEY_ENV}.")
         if status in (404, 405) and (code in _UNROUTED or (code is None and call.not_found is _unsupported)):
             return UnsupportedOperationError(
                 f"The server at {self.base_url} has no {call.method} {call.path.split('?')[0]} route ({detail}); "
                 "this operation needs coderunner serve."
             )
-        if code is not None and code not in _UNROUTED and code != "error":
-            return error_for_code(code, detail)
+        # coderunner serve names the error in a stable code: it wins over the status, which several errors
+        # share (403 is also the browser's egress refusal, destination_blocked, not a key problem).
+        known = error_for_code(code, detail) if code is not None and code not in _UNROUTED else None
+        if known is not None and type(known) is not CodeRunnerError:
+            return known
+        # No code, or one this client does not know (the InstaVM cloud's shapes): by status.
+        if status == 403:
+            return AuthenticationError(f"{self.base_url} refused the request ({detail}); check {API_KEY_ENV}.")
         if status == 404:
             return call.not_found(detail)
         if status == 408 and call.path.startswith(_BROWSER):

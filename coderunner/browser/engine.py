@@ -54,7 +54,7 @@ from coderunner.browser.models import (
     PageContent,
     Viewport,
 )
-from coderunner.browser.proxy import EgressProxy
+from coderunner.browser.proxy import EgressProxy, ProxyEvent
 from coderunner.engine.engine import kill_group, pid_signature
 from coderunner.errors import (
     BackendUnavailableError,
@@ -66,7 +66,7 @@ from coderunner.errors import (
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, Playwright, ViewportSize
+    from playwright.async_api import Browser, BrowserContext, Frame, Page, Playwright, Request, ViewportSize
     from playwright.async_api import Error as PlaywrightError
 
 __all__ = [
@@ -90,6 +90,9 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-first-run",
     "--disable-sync",
     "--disable-quic",
+    # A failed page would otherwise reload itself in the background (after 1 s, 5 s, 30 s, ...): navigations
+    # nobody asked for, which can race the next navigate() and reach a destination again on their own.
+    "--disable-auto-reload",
     # WebRTC may otherwise send UDP around the egress proxy.
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
@@ -112,6 +115,7 @@ _MAX_INTERACTIVE = 300
 _MAX_SHOT_HEIGHT = 16_384  # Chromium cannot capture taller than its maximum texture size
 _CLOSE_TIMEOUT = 10.0
 _POPUP_WAIT = 5.0
+_ERROR_PAGE_WAIT = 5.0  # Chromium commits a failed navigation's error page within ~0.2 s
 _GRACE = 15.0
 _SLOT_TIMEOUT = 30.0
 _REFILL_DELAY = 1.0
@@ -121,6 +125,10 @@ _LOST = (
     "cookies and storage with it"
 )
 _SCHEMES = ("http", "https", "about", "data")
+_PROFILE_DIR = "profile"
+_TMP_DIR = "tmp"
+_SINGLETON_SOCKET = "/org.chromium.Chromium.XXXXXX/SingletonSocket"  # Chromium's unix socket, below TMPDIR
+_UNIX_PATH_MAX = 108  # bytes in a unix socket address, the final NUL included
 
 
 def _playwright_api() -> Any:
@@ -245,6 +253,7 @@ class BrowserEngine:
         self.backend_name = backend_name
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
         self._own_dir: Path | None = None
+        self._far_tmp: Path | None = None  # Chromium's TMPDIR when the runtime directory is too long for it
         self._register_pid = register_pid
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
@@ -300,19 +309,52 @@ class BrowserEngine:
                 self._on_disconnected(self._generation)  # a crash noticed before its event arrived
             return await self._launch()
 
+    def _fresh_dirs(self) -> tuple[Path, Path]:
+        """An empty profile directory and TMPDIR for the next Chromium, the previous one's leftovers removed.
+
+        Both live under our directory, not in /tmp: Chromium's singleton socket directory
+        (org.chromium.Chromium.*), its shared-memory files and the profile go with it on close, and with
+        the engine directory when the orphan sweep finds this process dead. A crashed browser's files are
+        never taken over by the next one.
+        """
+        root = self._dir()
+        profile, tmp = root / _PROFILE_DIR, root / _TMP_DIR
+        for leftover in (profile, tmp, self._far_tmp):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
+        self._far_tmp = None
+        if len(os.fsencode(tmp)) + len(_SINGLETON_SOCKET) >= _UNIX_PATH_MAX:
+            # Chromium does not start when its singleton socket's path is too long for a unix socket.
+            tmp = Path(tempfile.mkdtemp(prefix="coderunner-chromium-"))
+            self._far_tmp = tmp
+            log.warning(
+                "the browser runtime directory %s is too long for Chromium's unix socket; its temporary files go "
+                "to %s (removed on close, but not by the orphan sweep after a crash)",
+                root,
+                tmp,
+            )
+        else:
+            tmp.mkdir(mode=0o700)
+        return profile, tmp
+
     async def _launch(self) -> Browser:
         api = _playwright_api()
+        root = self._dir()
         # A real Chromium switch whose value is unique to this engine: it finds the process (Playwright
         # does not expose its pid) and keeps crash dumps under our runtime directory.
-        marker = f"--crash-dumps-dir={self._dir() / 'crash'}"
+        marker = f"--crash-dumps-dir={root / 'crash'}"
         failure = ""
         for _attempt in (1, 2):
             try:
+                profile, tmp = self._fresh_dirs()
+                env: dict[str, str | float | bool] = {**os.environ, "TMPDIR": str(tmp)}
                 if self._pw is None:
                     self._pw = await api.async_playwright().start()
                 executable = find_chromium(self.settings.chromium, self._pw.chromium.executable_path)
-                browser: Browser = await self._pw.chromium.launch(
-                    executable_path=executable, args=[*CHROMIUM_ARGS, marker], timeout=60_000
+                # A persistent context is Playwright's only way to choose the profile directory (it refuses
+                # --user-data-dir); sessions still get contexts of their own, never this default one.
+                default = await self._pw.chromium.launch_persistent_context(
+                    str(profile), executable_path=executable, args=[*CHROMIUM_ARGS, marker], env=env, timeout=60_000
                 )
                 break
             except (api.Error, OSError) as exc:
@@ -327,6 +369,12 @@ class BrowserEngine:
                 f"Chromium failed to start: {failure}. Install a working one with `apt-get install chromium` "
                 "or `playwright install chromium`, or set CODERUNNER_CHROMIUM."
             )
+        if default.browser is None:  # Chromium always has one; only Android and Electron do not
+            await _quietly(default.close())
+            raise BackendUnavailableError("Playwright started Chromium without a browser handle.")
+        browser: Browser = default.browser
+        for blank in default.pages:  # its startup tab would only hold a renderer's memory
+            await _quietly(blank.close())
         self._generation += 1
         generation = self._generation
         self._browser = browser
@@ -400,6 +448,11 @@ class BrowserEngine:
             kill_group(self._browser_pid, self._browser_ct)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
+        elif self._runtime_dir is not None:
+            for name in (_PROFILE_DIR, _TMP_DIR):
+                shutil.rmtree(self._runtime_dir / name, ignore_errors=True)
+        if self._far_tmp is not None:
+            shutil.rmtree(self._far_tmp, ignore_errors=True)
         _LIVE.discard(self)
 
     # -- contexts and the pool ---------------------------------------------------------------------
@@ -780,26 +833,38 @@ class BrowserEngine:
             started = time.perf_counter()
             proxy = session.slot.proxy
             mark = proxy.mark()
+            watch = _NavigationWatch(page)
             try:
-                response = await page.goto(url, timeout=timeout, wait_until="load")
-            except api.TimeoutError:
-                raise BrowserTimeoutError(
-                    f"{url} did not finish loading within {timeout:g} ms; the page may be partly loaded (now at "
-                    f"{page.url}). Retry with a larger wait_timeout, or wait_for('visible', selector) instead."
-                ) from None
-            except api.Error as exc:
-                events = proxy.events_since(mark)
-                for event in reversed(events):
-                    if event.kind == "blocked":
-                        raise DestinationBlockedError(f"Navigation to {url} was refused: {event.reason}.") from None
-                if events:
-                    raise NavigationError(f"Could not load {url}: {events[-1].reason}.") from None
-                message = _first_line(exc)
-                if "net::ERR_" in message or "Cannot navigate" in message or "invalid URL" in message:
-                    raise NavigationError(f"Could not load {url}: {message}.") from None
-                raise
-            final = page.url
-            events = proxy.events_since(mark)
+                try:
+                    response = await page.goto(url, timeout=timeout, wait_until="load")
+                except api.TimeoutError:
+                    raise BrowserTimeoutError(
+                        f"{url} did not finish loading within {timeout:g} ms; the page may be partly loaded (now "
+                        f"at {page.url}). Retry with a larger wait_timeout, or wait_for('visible', selector) instead."
+                    ) from None
+                except api.Error as exc:
+                    message = _first_line(exc)
+                    if "net::ERR_" in message and "net::ERR_ABORTED" not in message:
+                        # Chromium commits its error page for the failed navigation only after goto() has
+                        # failed. Returning before that commit would let it interrupt the next navigation
+                        # ("interrupted by another navigation to chrome-error://"), that one the next, and so
+                        # on: every call would report the outcome of the call before it.
+                        await watch.settled(_ERROR_PAGE_WAIT)
+                    # Only what the proxy did to this navigation's own requests (its redirect hops) explains
+                    # it; a refusal of another request (the page being left, a late subresource) does not.
+                    own = watch.own_events(proxy.events_since(mark), navigation=True)
+                    for event in reversed(own):
+                        if event.kind == "blocked":
+                            raise DestinationBlockedError(f"Navigation to {url} was refused: {event.reason}.") from None
+                    if own:
+                        raise NavigationError(f"Could not load {url}: {own[-1].reason}.") from None
+                    if "net::ERR_" in message or "Cannot navigate" in message or "invalid URL" in message:
+                        raise NavigationError(f"Could not load {url}: {message}.") from None
+                    raise
+                final = page.url
+                events = watch.own_events(proxy.events_since(mark), navigation=False)
+            finally:
+                watch.stop()
             for event in reversed(events):
                 if _same_url(event.target, final):
                     # A plain-HTTP document the proxy refused or could not fetch (its error page is shown).
@@ -811,10 +876,7 @@ class BrowserEngine:
                 "title": await page.title(),
                 "status": response.status if response is not None else None,
             }
-            # The browser's own favicon fetches (possibly for the previous page) are not the page's content.
-            blocked = list(
-                dict.fromkeys(e.target for e in events if e.kind == "blocked" and not e.target.endswith("/favicon.ico"))
-            )
+            blocked = list(dict.fromkeys(e.target for e in events if e.kind == "blocked"))
             if blocked:
                 data["blocked_requests"] = blocked[:20]
             return _result("navigate", session, data, started)
@@ -1082,6 +1144,68 @@ class BrowserEngine:
             return PageContent.model_validate(raw)
 
         return await self._act(session_id, "extract_content", run)
+
+
+# -- navigations -------------------------------------------------------------------------------------
+
+
+class _NavigationWatch:
+    """What one ``page.goto()`` set in motion: the requests the page made and the main frame's commits.
+
+    Proxy events are matched to these requests rather than to a time window, so an event of another
+    navigation (or of the page being left) is never reported as this navigation's outcome.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.requests: list[Request] = []
+        self.committed = asyncio.Event()
+        page.on("request", self._on_request)
+        page.on("framenavigated", self._on_frame)
+
+    def _on_request(self, request: Request) -> None:
+        self.requests.append(request)
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame == self.page.main_frame:
+            self.committed.set()
+
+    def stop(self) -> None:
+        """Stop listening (the page lives on for the session's next actions)."""
+        self.page.remove_listener("request", self._on_request)
+        self.page.remove_listener("framenavigated", self._on_frame)
+
+    async def settled(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) until the main frame committed a document since the navigation began."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.committed.wait(), seconds)
+
+    def own_events(self, events: Sequence[ProxyEvent], *, navigation: bool) -> list[ProxyEvent]:
+        """The ``events`` about this navigation's requests: its main-frame hops only, or every request it made."""
+        urls = [r.url for r in self.requests if not navigation or self._is_navigation(r)]
+        return [e for e in events if any(_event_is_for(e, u) for u in urls)]
+
+    def _is_navigation(self, request: Request) -> bool:
+        api = _playwright_api()
+        try:
+            return request.is_navigation_request() and request.frame == self.page.main_frame
+        except api.Error:  # a service worker's request has no frame
+            return False
+
+
+def _event_is_for(event: ProxyEvent, url: str) -> bool:
+    """Whether a proxy event is about a request for ``url``: its plain-HTTP URL, or the CONNECT tunnel to its host."""
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        return _same_url(event.target, url)
+    if parts.scheme not in ("https", "ws", "wss") or not parts.hostname:
+        return False
+    try:
+        port = parts.port or (80 if parts.scheme == "ws" else 443)
+    except ValueError:
+        return False
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return event.target.lower() == f"{host}:{port}"
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ chain (a page allowed to load can 302 the browser to the metadata service unchec
 every WebSocket, and leaves the browser to resolve the host again after the check (DNS rebinding).
 Every connection the context makes goes through here instead (Playwright forces loopback through a
 context proxy too): the host is resolved once, every address is checked, and the proxy connects to
-exactly those addresses. Plain-HTTP requests use one upstream connection each (``Connection:
-close``), so a kept-alive browser connection can never be reused towards another host.
+exactly those addresses. Plain-HTTP requests use one connection each, both ways: the upstream is
+asked for ``Connection: close`` and the answer the browser gets says ``Connection: close`` too, so the
+browser never sends a second request down a connection that was checked for the first (it would reach
+that upstream without a check, and its answer would be taken for the second request's).
 
 Refusals are answered with HTTP 403 (the browser shows the reason for plain HTTP; for HTTPS the
 tunnel fails) and recorded as :class:`ProxyEvent` s, which the engine reads to raise
@@ -170,7 +172,15 @@ class EgressProxy:
 
         self._writers.add(up_writer)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, close_both=True))
+            if method == "CONNECT":
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, close_both=True))
+            else:
+                # The browser would send its next request to the same origin down this connection once the
+                # answer is complete: straight to this upstream, past the policy and the rewriting. The answer
+                # says "Connection: close" instead, and the browser going away ends the upstream connection.
+                await asyncio.gather(
+                    _pipe(reader, up_writer, close_both=True), _relay_response(up_reader, writer, up_writer)
+                )
         finally:
             self._writers.discard(up_writer)
             up_writer.close()
@@ -217,6 +227,55 @@ def _rewrite_head(method: str, path: str, version: str, headers: list[bytes]) ->
         # another host, which must not be sent down this (already checked) upstream.
         kept.append(b"Connection: close")
     return b"\r\n".join([f"{method} {path} {version}".encode("latin-1"), *kept, b"", b""])
+
+
+async def _relay_response(
+    up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up_writer: asyncio.StreamWriter
+) -> None:
+    """Forward an upstream answer to a plain-HTTP request, its final head rewritten to end the connection."""
+    try:
+        while True:
+            head = await up_reader.readuntil(b"\r\n\r\n")
+            status = _status_of(head)
+            if status is None:
+                await _reply(writer, 502, "coderunner's browser proxy got a malformed answer from the server")
+                writer.close()
+                return
+            if 100 <= status < 200 and status != 101:
+                writer.write(head)  # 100 Continue, 103 Early Hints: the real answer follows
+                continue
+            writer.write(head if status == 101 else _closing_head(head))
+            break
+    except asyncio.LimitOverrunError:
+        await _reply(writer, 502, "coderunner's browser proxy got an answer header larger than 64 KiB")
+        writer.close()
+        return
+    except asyncio.IncompleteReadError as exc:
+        writer.write(exc.partial)  # the server closed before a complete head: pass on what came
+        writer.close()
+        return
+    await _pipe(up_reader, writer, close_both=True)
+    up_writer.close()
+
+
+def _status_of(head: bytes) -> int | None:
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def _closing_head(head: bytes) -> bytes:
+    """A response head without its hop-by-hop connection headers, ending in ``Connection: close``."""
+    lines = head[:-4].split(b"\r\n")
+    named = {b"connection", b"keep-alive", b"proxy-connection"}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() in (b"connection", b"proxy-connection"):
+            named.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    named -= {b"content-length", b"transfer-encoding"}  # the body's framing stays, whatever the server names
+    kept = [line for line in lines[1:] if line.partition(b":")[0].strip().lower() not in named]
+    return b"\r\n".join([lines[0], *kept, b"Connection: close", b"", b""])
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:

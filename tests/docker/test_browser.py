@@ -18,11 +18,17 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_helpers import PageServer, png_size, serve_pages
+from browser_helpers import DENIED, PageServer, png_size, serve_pages
 
 from coderunner import AsyncCodeRunner, CodeRunner, ConfigurationError
 from coderunner.backends.docker import DockerBackend
-from coderunner.browser import BrowserSessionLostError, BrowserSettings, ElementNotFoundError, NavigationError
+from coderunner.browser import (
+    BrowserSessionLostError,
+    BrowserSettings,
+    DestinationBlockedError,
+    ElementNotFoundError,
+    NavigationError,
+)
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.errors import SessionNotFoundError, UnsupportedOperationError
 
@@ -236,3 +242,31 @@ def test_an_idle_browser_container_is_removed(sandbox_image: str, pages: PageSer
             page.navigate(pages.url("/form"))
         again = runner.browser.create_session()
         assert again.navigate(pages.url("/links"))["data"]["title"] == "Links page"
+
+
+def test_a_refused_navigation_is_the_policy_error(sandbox_image: str, pages: PageServer) -> None:
+    """Issue 11 item 13: an egress refusal inside the browser container is DestinationBlockedError, not "check
+    INSTAVM_API_KEY", and after a refused redirect each navigation still reports its own outcome."""
+    settings = BrowserSettings(deny=(f"{DENIED}/32",))
+    with CodeRunner(
+        backend="docker",
+        image=sandbox_image,
+        pool_size=0,
+        browser_settings=settings,
+        browser_options={"network": "host"},
+    ) as runner:
+        page = runner.browser.create_session()
+        for url in (
+            "http://169.254.169.254/latest/meta-data/",  # always refused, before any traffic
+            f"http://{DENIED}:{pages.port}/direct",  # the deny rule given to the engine in the container
+            pages.url(f"/redirect?to=https://{DENIED}:{pages.port}/secret"),  # by its proxy, on the redirect
+        ):
+            with pytest.raises(DestinationBlockedError) as info:
+                page.navigate(url)
+            assert info.value.code == "destination_blocked"
+            assert "INSTAVM_API_KEY" not in info.value.message
+            assert "deny rule" in info.value.message or "metadata" in info.value.message
+        for path, title, status in (("/form", "Form page", 200), ("/nope", "404", 404), ("/links", "Links page", 200)):
+            data = page.navigate(pages.url(path))["data"]
+            assert (data["url"], data["title"], data["status"]) == (pages.url(path), title, status)
+        assert "/direct" not in pages.requests and "/secret" not in pages.requests
