@@ -306,7 +306,10 @@ class AgentClient:
             AnswerTooLarge: The answer is longer than ``max_bytes``.
         """
         target = path + ("?" + urlencode(params) if params else "")
-        sent_headers = {"Content-Type": "application/octet-stream", **(headers or {})}
+        # Header names are case-insensitive: one Content-Type, the caller's if it gave one.
+        sent_headers = {"Content-Type": "application/octet-stream"}
+        for name, value in (headers or {}).items():
+            sent_headers["Content-Type" if name.lower() == "content-type" else name] = value
         if json_body is not None:
             body, sent_headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
         conn, response, nonce, digest = self._send(method, target, body, sent_headers, timeout)

@@ -56,6 +56,11 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             )
         await send({"type": "http.response.body", "body": b'{"t": "result"}\n', "more_body": False})
         return
+    if path == "/headers":  # what it was sent, e.g. to count Content-Type headers
+        seen = [v.decode() for k, v in scope["headers"] if k == b"content-type"]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
+        return
     payload = body if path == "/echo" else json.dumps({"code": "session_not_found", "detail": "no"}).encode()
     status = 200 if path == "/echo" else 404
     if path == "/big":
@@ -95,6 +100,18 @@ def test_proven_answers_are_returned(agent: tuple[Path, bytes]) -> None:
     with pytest.raises(SessionNotFoundError):
         client.request("GET", "/missing")
     client.close()
+
+
+def test_the_httpx_transport_sends_one_content_type(agent: tuple[Path, bytes]) -> None:
+    import httpx
+
+    from coderunner.backends.agent_client import httpx_transport
+
+    path, key = agent
+    with httpx.Client(transport=httpx_transport(AgentClient(key=key, uds=path)), base_url="http://localhost") as http:
+        assert http.post("/headers", json={"a": 1}).json() == ["application/json"]
+        assert http.post("/echo", content=b"raw").content == b"raw"
+        assert http.get("/missing").status_code == 404  # error answers are the caller's to read
 
 
 def test_answers_under_another_key_are_forged(agent: tuple[Path, bytes]) -> None:
