@@ -67,8 +67,9 @@ def test_max_sessions_and_idle_expiry(needs_chromium: None) -> None:
     async def scenario() -> None:
         engine = BrowserEngine(BrowserSettings(max_sessions=2, idle_timeout=0.6, pool_size=0))
         try:
-            first = await engine.create_session()
+            # The long-lived one first: under load a create can take longer than the short timeout.
             second = await engine.create_session(idle_timeout=60)
+            first = await engine.create_session()
             with pytest.raises(CapacityError, match="CODERUNNER_BROWSER_MAX_SESSIONS"):
                 await engine.create_session()
             assert {s.session_id for s in await engine.list_sessions()} == {first.session_id, second.session_id}
