@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Literal
 from jupyter_client.manager import AsyncKernelManager
 
 from coderunner._core import strip_ansi
+from coderunner.engine import python_hooks
 from coderunner.engine.base import Kernel, KernelReply, OutputSink
+from coderunner.engine.output import MAX_SPILL_BYTES, CappedSink, escape_surrogates
 from coderunner.errors import BackendError
 from coderunner.models import ErrorInfo
 
@@ -34,10 +36,17 @@ _KERNEL_ARGS = ["--HistoryManager.enabled=False", "--HistoryManager.hist_file=:m
 
 
 # IPython warns "To exit: use 'exit'..." on sys.exit(); for a script runner that is noise.
-_SETUP_CODE = """
+# Then the output caps and the packing fallback go into the kernel (python_hooks), as source:
+# the kernel's interpreter may not have coderunner installed.
+_HOOKS_SOURCE = Path(python_hooks.__file__).read_text(encoding="utf-8")
+_SETUP_CODE = f"""
 import warnings as __cr_w
 __cr_w.filterwarnings("ignore", message="To exit: use", category=UserWarning)
-del __cr_w
+import sys as __cr_sys, types as __cr_types
+__cr_m = __cr_sys.modules["_coderunner_hooks"] = __cr_types.ModuleType("_coderunner_hooks")
+exec(compile({_HOOKS_SOURCE!r}, {python_hooks.__file__!r}, "exec"), __cr_m.__dict__)
+__cr_m.install(get_ipython(), {MAX_SPILL_BYTES})
+del __cr_w, __cr_sys, __cr_types, __cr_m
 """
 
 
@@ -128,7 +137,20 @@ class PythonKernel(Kernel):
         if kc is None:
             raise BackendError("The Python kernel is not started.")
         self._interrupted = False
-        msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False, stop_on_error=False)
+        capped = sink if isinstance(sink, CappedSink) else None
+        # The caps travel in the request's metadata: no extra round trip (see python_hooks).
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": False,
+        }
+        metadata = {python_hooks.OPTIONS_KEY: capped.kernel_options()} if capped is not None else None
+        request = kc.session.msg("execute_request", content, metadata=metadata)
+        kc.shell_channel.send(request)
+        msg_id = request["header"]["msg_id"]
         reply = KernelReply()
         # Read iopub until the kernel goes idle for this request; that is when all output is in.
         while True:
@@ -142,6 +164,8 @@ class PythonKernel(Kernel):
                 continue
             mtype = msg["header"]["msg_type"]
             content = msg["content"]
+            if capped is not None and msg.get("metadata", {}).get(python_hooks.REPLACED_KEY):
+                capped.note_replaced(_replaced_where(mtype, content))
             if mtype == "stream":
                 (sink.stdout if content.get("name") == "stdout" else sink.stderr)(content.get("text", ""))
             elif mtype in ("display_data", "execute_result", "update_display_data"):
@@ -153,11 +177,16 @@ class PythonKernel(Kernel):
                     reply.execution_count = content.get("execution_count")
             elif mtype == "error":
                 reply.error = _error_info(content)
+            elif mtype == python_hooks.MSG_TYPE:
+                if capped is not None:
+                    _kernel_output(capped, content)
             elif mtype == "status" and content.get("execution_state") == "idle":
                 break
         shell = await self._shell_reply(msg_id)
         if shell is None:
             return self._died()
+        if capped is not None and shell.get("metadata", {}).get(python_hooks.REPLACED_KEY):
+            capped.note_replaced("the error message")
         content = shell["content"]
         reply.execution_count = content.get("execution_count", reply.execution_count)
         if content.get("status") == "error":
@@ -239,13 +268,39 @@ class _NullSink:
         pass
 
 
+def _replaced_where(mtype: str, content: Mapping[str, Any]) -> str:
+    """Where a message's escaped text shows up in the result, for the warning."""
+    if mtype == "stream":
+        return "stderr" if content.get("name") == "stderr" else "stdout"
+    if mtype in ("display_data", "execute_result", "update_display_data"):
+        return "a rich output"
+    return "the error message"
+
+
+def _kernel_output(sink: CappedSink, content: Mapping[str, Any]) -> None:
+    """Take in a report of the kernel's own output cap (python_hooks)."""
+    name = content.get("name")
+    if name not in ("stdout", "stderr"):
+        return
+    buf = sink.stream(str(name))
+    event = content.get("event")
+    if event == "spill":
+        buf.kernel_spill(bool(content.get("saved")))
+    elif event == "end":
+        if content.get("replaced"):
+            sink.note_replaced(str(name))
+        total, tail = content.get("total"), content.get("tail")
+        if isinstance(total, int) and isinstance(tail, str):
+            buf.kernel_end(total, tail)
+
+
 def _error_info(content: Mapping[str, Any]) -> ErrorInfo:
     tb = content.get("traceback") or []
-    return ErrorInfo(
-        name=str(content.get("ename", "Error")),
-        value=strip_ansi(str(content.get("evalue", ""))),
-        traceback=strip_ansi("\n".join(str(line) for line in tb)),
-    )
+    # The kernel escapes lone surrogates before sending; this keeps the result encodable regardless.
+    name, _ = escape_surrogates(str(content.get("ename", "Error")))
+    value, _ = escape_surrogates(strip_ansi(str(content.get("evalue", ""))))
+    traceback, _ = escape_surrogates(strip_ansi("\n".join(str(line) for line in tb)))
+    return ErrorInfo(name=name, value=value, traceback=traceback)
 
 
 def _exit_code_for(error: ErrorInfo | None) -> int:
