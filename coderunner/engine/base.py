@@ -66,7 +66,9 @@ class Kernel(abc.ABC):
       * :meth:`execute` runs one piece of code to completion and returns a
         :class:`KernelReply`; it never raises for errors in the user's code.
         If the process dies mid-way it returns ``KernelReply(died=True, ...)``
-        promptly (it must notice death by itself, not hang).
+        promptly (it must notice death by itself, not hang); called on a kernel
+        whose process has already exited, it returns that at once, with the
+        exit status (the session learns so how a kernel died between calls).
       * :meth:`interrupt` asks the running execution to stop, keeping state
         (like Ctrl-C); the pending :meth:`execute` then returns soon with
         ``interrupted=True``, and the kernel accepts the next execution.
@@ -78,6 +80,10 @@ class Kernel(abc.ABC):
     """
 
     language: ClassVar[str]
+
+    tag: str | None = None
+    """Set by the engine before :meth:`start`: the value of ``CODERUNNER_KERNEL_TAG`` in the environment it
+    starts the kernel with, inherited by every process the kernel starts (see :mod:`coderunner.engine.processes`)."""
 
     @abc.abstractmethod
     async def start(self, cwd: Path, env: Mapping[str, str], runtime_dir: Path) -> None:

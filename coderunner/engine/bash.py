@@ -78,11 +78,11 @@ _IN_USER_CODE = r"(( ${#BASH_SOURCE[@]} )) && [[ ${FUNCNAME[0]-} != __cr_* ]]"
 # enclosing frame before its next command, up to the snippet itself. errexit is suspended so that
 # the 130 status does not kill the shell under `set -e`, and xtrace so that the unwinding is not
 # traced; the loop restores both.
-_ON_INT = rf"""if [[ -o xtrace ]]; then set +x; __cr_xi=1; fi
+_ON_INT = rf"""if [[ -o xtrace ]]; then builtin set +x; __cr_xi=1; fi
 if {_IN_USER_CODE}; then
 __cr_int=1 __cr_dbg=1
-if [[ -o errexit ]]; then set +e; __cr_e=1; fi
-if [[ ! -o functrace ]]; then set -T; __cr_T=1; fi
+if [[ -o errexit ]]; then builtin set +e; __cr_e=1; fi
+if [[ ! -o functrace ]]; then builtin set -T; __cr_T=1; fi
 builtin trap "$__cr_on_debug" DEBUG
 return 130
 fi"""
@@ -92,15 +92,16 @@ _ON_DEBUG = rf"if {_IN_USER_CODE}; then return 130; fi"
 # snippet's path), so a DEBUG trap turns it on right before the snippet's first command.
 _ON_XTRACE = rf"""if {_IN_USER_CODE}; then
 builtin trap - DEBUG
-if [[ -n $__cr_T ]]; then set +T; __cr_T=; fi
-set -x
+if [[ -n $__cr_T ]]; then builtin set +T; __cr_T=; fi
+builtin set -x
 fi"""
 
 # The shell loop. Written to survive whatever the user's code turns on: `set -e` (every test is
 # in an if/&&/|| context), `set -u` (variables are always set), `set -x` (the loop's own commands
 # run with xtrace off), custom IFS, and functions shadowing builtins (everything goes through
 # `builtin`). `$?` carries over: the snippet starts with the previous snippet's status, as at a
-# prompt (`__cr_status N && :` sets it without tripping errexit).
+# prompt (`__cr_status N && builtin :` sets it without tripping errexit). Even `:` and `set` go through
+# `builtin`: the classic fork bomb defines a function named `:`, which a bare `while :` would run.
 _LOOP = r"""exec {ctl}<&0 {out}>&1 {err}>&2 0</dev/null
 __cr_f={path}
 __cr_on_int={on_int}
@@ -108,7 +109,7 @@ __cr_on_debug={on_debug}
 __cr_on_xtrace={on_xtrace}
 __cr_status() {{ return "$1"; }}
 __cr_xt= __cr_xi= __cr_int= __cr_dbg= __cr_e= __cr_T= __cr_rc=0 __cr_s=0 __cr_cmd= __cr_tok=
-while :; do
+while builtin :; do
 builtin trap "$__cr_on_int" INT
 __cr_s=0; IFS= builtin read -r -u {ctl} __cr_cmd || __cr_s=$?
 if (( __cr_s > 128 )); then continue; fi
@@ -116,16 +117,17 @@ if (( __cr_s != 0 )); then builtin exit 0; fi
 __cr_int= __cr_dbg=
 if [[ -n $__cr_xt ]]; then
 __cr_dbg=1
-if [[ ! -o functrace ]]; then set -T; __cr_T=1; fi
+if [[ ! -o functrace ]]; then builtin set -T; __cr_T=1; fi
 builtin trap "$__cr_on_xtrace" DEBUG
 fi
-__cr_status "$__cr_rc" && :
+__cr_status "$__cr_rc" && builtin :
 builtin source "$__cr_f" {ctl}<&-
-{{ __cr_rc=$?; if [[ -o xtrace || -n $__cr_xi ]]; then set +x; __cr_xt=1; else __cr_xt=; fi; __cr_xi=; }} 2>/dev/null
+{{ __cr_rc=$?; if [[ -o xtrace || -n $__cr_xi ]]; then builtin set +x; __cr_xt=1; else __cr_xt=; fi
+__cr_xi=; }} 2>/dev/null
 if [[ -n $__cr_dbg ]]; then builtin trap - DEBUG; fi
-if [[ -n $__cr_T ]]; then set +T; __cr_T=; fi
-if [[ -n $__cr_e ]]; then set -e; __cr_e=; fi
-while :; do
+if [[ -n $__cr_T ]]; then builtin set +T; __cr_T=; fi
+if [[ -n $__cr_e ]]; then builtin set -e; __cr_e=; fi
+while builtin :; do
 __cr_s=0; IFS= builtin read -r -u {ctl} __cr_tok || __cr_s=$?
 if (( __cr_s <= 128 )); then break; fi
 done
@@ -311,7 +313,9 @@ class BashKernel(Kernel):
             if exc.filename == str(cwd):
                 raise BackendError(f"The working directory for bash does not exist: {cwd}") from exc
             raise BackendUnavailableError(f"bash was not found ({self._bash}): {exc}") from exc
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            # RuntimeError: bash was forked but asyncio could not start the thread that waits for it
+            # (at the process limit); the engine kills the shell by its tag.
             for fd in (ctl_w, out_r, err_r):
                 os.close(fd)
             raise BackendError(f"bash did not start: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import importlib
 import json
@@ -11,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import threading
 import time
 import uuid
 import weakref
@@ -18,11 +20,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 from coderunner import _core
 from coderunner.config import Settings
+from coderunner.engine import processes
 from coderunner.engine.base import Kernel
 from coderunner.engine.session import EngineSession, ExecutionLimits
 from coderunner.errors import (
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 
 _OWNER_FILE = "owner.json"
 _TOMBSTONES = 1000
+# Threads for blocking file work (removing directories, reading and writing files). Started with the
+# engine, never more: when a fork bomb holds every slot of the process limit, a new thread cannot start,
+# and closing the session (which removes its directory) must still work.
+_IO_THREADS = 4
 
 
 _KERNELS = {
@@ -77,7 +85,10 @@ def kill_group(pid: int, create_time: float | None) -> None:
 
 
 def reap_orphans(runtime_root: Path) -> int:
-    """Kill kernels and remove directories left by engines whose owner process is gone.
+    """Kill kernels, and every process their code started, and remove directories left by engines whose owner is gone.
+
+    The user's processes are found by the engine's name in their environment
+    (:mod:`coderunner.engine.processes`), so those that left the kernel's process group are reaped too.
 
     Returns:
         How many engine directories were cleaned up.
@@ -85,6 +96,7 @@ def reap_orphans(runtime_root: Path) -> int:
     cleaned = 0
     if not runtime_root.is_dir():
         return 0
+    orphans: list[Path] = []
     for engine_dir in runtime_root.glob("e-*"):
         try:
             owner = json.loads((engine_dir / _OWNER_FILE).read_text())
@@ -97,10 +109,19 @@ def reap_orphans(runtime_root: Path) -> int:
         for pid_file in (engine_dir / "pids").glob("*"):
             with contextlib.suppress(OSError, ValueError):
                 kill_group(int(pid_file.name), float(pid_file.read_text()))
+        orphans.append(engine_dir)
+    if orphans:
+        # Before the directories go: a crash between the two leaves the directory, so the next sweep retries.
+        killed = processes.kill_engine_processes({d.name for d in orphans})
+        if killed:
+            log.info("killed %d processes left running by crashed engines", len(killed))
+    for engine_dir in orphans:
         shutil.rmtree(engine_dir, ignore_errors=True)
         cleaned += 1
     return cleaned
 
+
+_T = TypeVar("_T")
 
 _LIVE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -130,6 +151,7 @@ class Engine:
         self._pool: dict[str, deque[Kernel]] = {}
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._kernels: dict[int, float | None] = {}
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
@@ -146,8 +168,9 @@ class Engine:
         if self._started:
             return
         self._started = True
+        await self._start_io_threads()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cleaned = await asyncio.to_thread(reap_orphans, self.root)
+        cleaned = await self._blocking(reap_orphans, self.root)
         if cleaned:
             log.info("removed %d leftover engine directories from earlier runs", cleaned)
         (self.dir / "pids").mkdir(parents=True)
@@ -158,6 +181,21 @@ class Engine:
         _LIVE_ENGINES.add(self)
         self._fill_pool()
         self._reaper = asyncio.ensure_future(self._expire_loop())
+
+    async def _start_io_threads(self) -> None:
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=_IO_THREADS, thread_name_prefix="coderunner-io")
+        # The pool starts a thread only when no idle one is there: tasks that wait for each other make it
+        # start all of them now.
+        barrier = threading.Barrier(_IO_THREADS)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(loop.run_in_executor(self._io, barrier.wait, 5.0) for _ in range(_IO_THREADS)))
+        except (RuntimeError, threading.BrokenBarrierError) as exc:  # RuntimeError: at the process limit already
+            log.warning("could not start all %d I/O threads of the engine: %s", _IO_THREADS, exc)
+
+    async def _blocking(self, func: Callable[..., _T], *args: object) -> _T:
+        """Run blocking file work on the engine's own threads (started in advance, see ``_IO_THREADS``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
     async def close(self) -> None:
         """Close every session and pooled kernel and remove the engine directory. Idempotent."""
@@ -183,11 +221,18 @@ class Engine:
         self.kill_now()
 
     def kill_now(self) -> None:
-        """Synchronously kill every kernel this engine started and remove its directory (for atexit)."""
+        """Synchronously kill every kernel this engine started and what their code started; remove the directory.
+
+        For atexit, and the last step of :meth:`close`.
+        """
         for pid, ct in list(self._kernels.items()):
             kill_group(pid, ct)
         self._kernels.clear()
+        if self._started:
+            processes.kill_engine_processes({self.dir.name})
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._io is not None:
+            self._io.shutdown(wait=False)
         _LIVE_ENGINES.discard(self)
 
     # -- kernels and pool --------------------------------------------------------------------------
@@ -225,8 +270,15 @@ class Engine:
 
     async def _start_kernel(self, language: str, cwd: Path, env: Mapping[str, str]) -> Kernel:
         kernel = self._factory(language)
+        # The tag every process started from this kernel inherits: how its leftovers are found (processes.py).
+        kernel.tag = processes.new_tag(self.dir.name)
         try:
-            await kernel.start(cwd, env, self.dir)
+            await kernel.start(cwd, {**env, processes.TAG_VAR: kernel.tag}, self.dir)
+        except BaseException:
+            # A half-started interpreter may have left a process behind (e.g. it forked, then no thread
+            # could be started to wait for it): it carries the tag.
+            processes.kill_leftovers({kernel.tag})
+            raise
         finally:
             if kernel.pid is not None:
                 self.register_process(kernel.pid)
@@ -254,7 +306,8 @@ class Engine:
                 await kernel.shutdown()
                 continue
             try:
-                await kernel.configure(cwd, env)
+                # The tag is the kernel's own: a session's environment must not replace it.
+                await kernel.configure(cwd, {k: v for k, v in env.items() if k != processes.TAG_VAR})
                 return kernel
             except Exception as exc:  # a bad pooled kernel: fall back to a fresh start
                 log.warning("discarding a pooled %s kernel: %s", language, exc)
@@ -360,14 +413,14 @@ class Engine:
             await self._close_session_obj(session)
 
     async def _close_session_obj(self, session: EngineSession) -> None:
-        await session.interrupt()
+        await session.interrupt(leftovers=False)  # close() kills those, with the kernels
         await session.close()
         for kernel_pid in [p for p in self._kernels if not psutil.pid_exists(p)]:
             self._kernels.pop(kernel_pid, None)
             with contextlib.suppress(OSError):
                 (self.dir / "pids" / str(kernel_pid)).unlink()
         if session.owns_dir:
-            await asyncio.to_thread(shutil.rmtree, session.working_dir, True)
+            await self._blocking(shutil.rmtree, session.working_dir, True)
 
     async def _expire_loop(self) -> None:
         while True:
@@ -417,7 +470,10 @@ class Engine:
         return await session.execute(_core.validate_code(code), lang, limits, on_stdout, on_stderr)
 
     async def interrupt(self, session_id: str) -> bool:
-        """Interrupt whatever runs in the session; False when nothing was running."""
+        """Interrupt whatever runs in the session and kill what its code left running; False when no execution ran.
+
+        See :meth:`EngineSession.interrupt`.
+        """
         return await self.session(session_id).interrupt()
 
     # -- files -------------------------------------------------------------------------------------
@@ -431,7 +487,7 @@ class Engine:
         if target.is_dir():
             raise InvalidRequestError(f"{path!r} is a directory; name the file to write.")
         session.touch()
-        return await asyncio.to_thread(_write_file, session.working_dir.resolve(), target, data)
+        return await self._blocking(_write_file, session.working_dir.resolve(), target, data)
 
     async def download(self, session_id: str, path: str) -> bytes:
         """Read a file from the session directory."""
@@ -442,7 +498,7 @@ class Engine:
             raise FileNotFoundInSessionError(
                 f"No file {path!r} in the session directory. Use list_files() to see what is there."
             )
-        return await asyncio.to_thread(target.read_bytes)
+        return await self._blocking(target.read_bytes)
 
     async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
         """List a directory of the session (non-recursive), folders first."""
@@ -450,7 +506,7 @@ class Engine:
         target = _core.resolve_in_root(session.working_dir, path)
         if not target.is_dir():
             raise FileNotFoundInSessionError(f"No directory {path!r} in the session directory.")
-        return await asyncio.to_thread(_list_dir, session.working_dir.resolve(), target)
+        return await self._blocking(_list_dir, session.working_dir.resolve(), target)
 
     # -- figures -----------------------------------------------------------------------------------
 

@@ -265,7 +265,9 @@ class NodeKernel(Kernel):
                 start_new_session=True,
                 limit=_READ_CHUNK,
             )
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            # RuntimeError: node was forked but asyncio could not start the thread that waits for it
+            # (at the process limit); the engine kills it by its tag.
             parent.close()
             raise BackendError(f"Could not start node ({node}) in {cwd}: {exc}") from exc
         finally:
@@ -289,7 +291,7 @@ class NodeKernel(Kernel):
         finally:
             self._replies.pop("ready", None)
         if not ok:
-            detail = self._err.pending_text().strip() or f"exit status {self._proc.returncode}"
+            detail = _brief(self._err.pending_text()) or f"exit status {self._proc.returncode}"
             await self.shutdown()
             raise BackendError(f"The JavaScript kernel (node) did not start: {detail}")
 
@@ -445,6 +447,13 @@ class NodeKernel(Kernel):
             closed = self._control_closed
             if closed is not None and not closed.done():
                 closed.set_result(None)
+
+
+def _brief(text: str, lines: int = 3, chars: int = 600) -> str:
+    """The start of what node wrote before failing (a native crash prints a long stack after the cause)."""
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][:lines]
+    brief = "\n".join(kept)
+    return brief if len(brief) <= chars else brief[:chars] + "..."
 
 
 async def _pump(reader: asyncio.StreamReader, demux: _StreamDemux) -> None:

@@ -2,8 +2,10 @@
 
 The policy lives here once for every language: serialise executions, enforce the
 time limit by interrupting (state kept) and restarting only when the interrupt
-is ignored, notice dead interpreters, cap output, measure CPU and memory, and
-track the files an execution touched.
+is ignored, kill the processes an interrupted execution left behind, notice dead
+interpreters (during a call or between calls), say when the process limit is
+what failed, cap output, measure CPU and memory, and track the files an
+execution touched.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +27,7 @@ from typing import Any
 import psutil
 
 from coderunner import _core
+from coderunner.engine import processes
 from coderunner.engine.base import Kernel, KernelReply
 from coderunner.engine.output import CappedSink
 from coderunner.errors import BackendError
@@ -36,6 +41,11 @@ KernelProvider = Callable[[str, Path, Mapping[str, str]], Awaitable[Kernel]]
 """Returns a started kernel for (language, cwd, env), from the pool when it can."""
 
 SPILL_DIR = ".coderunner/output"
+
+# How long the interpreter gets to collect the children the engine killed (see processes.python_reap_code).
+_REAP_TIMEOUT = 10.0
+# Output that suggests a fork failed for lack of processes (EAGAIN), worth the cost of counting them.
+_NO_PROCESSES = re.compile(r"Resource temporarily unavailable|EAGAIN|BlockingIOError|can't start new thread|fork")
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,11 @@ class _Meter:
         if pid is not None:
             with contextlib.suppress(psutil.Error):
                 self._proc = psutil.Process(pid)  # cached: building one per call costs more than reading it
+
+    @property
+    def process(self) -> psutil.Process | None:
+        """The kernel's process (None when it could not be looked up)."""
+        return self._proc
 
     def _cpu(self) -> float:
         assert self._proc is not None
@@ -145,6 +160,8 @@ class EngineSession:
         self._running: _Running | None = None
         self._starting: dict[str, asyncio.Task[Kernel]] = {}
         self._meters: dict[int, _Meter] = {}
+        # Per language: why its interpreter was replaced between calls, for the next result to say.
+        self._lost: dict[str, str] = {}
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -189,10 +206,17 @@ class EngineSession:
     async def kernel(self, language: str) -> Kernel:
         """The session's kernel for ``language``, starting one if needed."""
         kernel = self.kernels.get(language)
-        if kernel is not None and kernel.is_alive():
+        if kernel is not None and not self._exited(kernel):
             return kernel
-        if kernel is not None:  # died while idle: clean up what is left of it
-            await kernel.shutdown()
+        if kernel is not None:
+            # Killed from outside (or exited by itself) between calls: the next result must say the state is gone.
+            returncode = await _exit_status(kernel)
+            self._lost[language] = (
+                f"the {language} interpreter {_cause(returncode)} while idle (between calls); a fresh interpreter "
+                f"ran this code: all variables and imports of the earlier {language} calls were lost (files in "
+                "the session directory remain)"
+            )
+            await self._retire(kernel)
             del self.kernels[language]
         task = self._starting.get(language)
         if task is None:
@@ -200,6 +224,11 @@ class EngineSession:
             self._starting[language] = task
         try:
             kernel = await asyncio.shield(task)
+        except BackendError as exc:
+            limit = processes.process_limit()
+            if limit is None or not limit.exhausted:
+                raise
+            raise BackendError(f"{exc.message.rstrip('.')}: {self._limit_message(limit)}") from exc
         finally:
             self._starting.pop(language, None)
         if self.closed:
@@ -209,23 +238,120 @@ class EngineSession:
         self.touch()  # starting took time that must not count as idleness
         return kernel
 
+    def _exited(self, kernel: Kernel) -> bool:
+        """True when the kernel's process has exited, even if the kernel has not noticed yet.
+
+        Right after a ``kill -9`` a kernel may still look alive: asyncio learns of bash's exit a moment later,
+        and a multithreaded process cannot be collected until all its threads are gone. The process itself
+        says so at once (gone, or a zombie).
+        """
+        if not kernel.is_alive():
+            return True
+        meter = self._meters.get(kernel.pid) if kernel.pid is not None else None
+        proc = meter.process if meter is not None else None
+        if proc is None:
+            return False
+        try:
+            return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return True
+
     async def close(self) -> None:
-        """Interrupt what runs, stop every kernel. Idempotent."""
+        """Interrupt what runs, stop every kernel and kill every process their code started. Idempotent."""
         self.closed = True
         for task in list(self._starting.values()):
             task.cancel()
         kernels, self.kernels = list(self.kernels.values()), {}
-        await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+        await asyncio.gather(*(self._retire(k) for k in kernels), return_exceptions=True)
+
+    async def _retire(self, kernel: Kernel) -> list[processes.ProcInfo]:
+        """Stop a kernel for good, with everything its code started, wherever that went (returned)."""
+        await kernel.shutdown()
+        return await self._kill_leftovers(kernel, keep_kernel=False)
+
+    async def _kill_leftovers(self, kernel: Kernel, *, keep_kernel: bool) -> list[processes.ProcInfo]:
+        """Kill the processes started from ``kernel`` (``keep_kernel``: spare the interpreter itself).
+
+        The interpreter is not stopped meanwhile, though a loop of ``fork()`` in it keeps starting processes:
+        SIGSTOP/SIGCONT just before an interrupt makes Linux hand the SIGINT to one of ipykernel's other
+        threads, and then ``time.sleep()`` in the main thread is not interrupted. Repeated passes do instead.
+        """
+        tag = kernel.tag
+        if tag is None:
+            return []
+        kernel_pids = [kernel.pid] if keep_kernel and kernel.pid is not None and kernel.is_alive() else []
+        killed = processes.kill_leftovers({tag}, kernel_pids)
+        if killed:
+            # One that was between fork() and our scan escaped the freeze: look once more.
+            await asyncio.sleep(0.05)
+            killed += processes.kill_leftovers({tag}, kernel_pids)
+        return killed
+
+    async def _collect(self, kernel: Kernel, killed: list[processes.ProcInfo]) -> None:
+        """Have a live Python interpreter collect its killed children: as zombies they hold the process limit.
+
+        Only while the kernel is idle: this is an execution of its own.
+        """
+        children = sorted({p.pid for p in killed if p.ppid == kernel.pid})
+        # bash and node collect their children themselves; Python's os.fork() children wait for the user's code.
+        if kernel.language != "python" or not children or not kernel.is_alive():
+            return
+        try:
+            await asyncio.wait_for(kernel.execute(processes.python_reap_code(children), _Discard()), _REAP_TIMEOUT)
+        except (asyncio.TimeoutError, BackendError) as exc:
+            log.warning("the python interpreter did not collect %d killed children: %s", len(children), exc)
+
+    def _limit_message(self, limit: processes.ProcessLimit) -> str:
+        """Why nothing can start: the limit, whose processes hold it, and how to free them."""
+        procs = processes.scan()
+        parts = []
+        for language, kernel in sorted(self.kernels.items()):
+            if kernel.tag is None:
+                continue
+            alive = [kernel.pid] if kernel.pid is not None and kernel.is_alive() else []
+            n = len(processes.leftovers(procs, {kernel.tag}, alive))
+            if n:
+                parts.append(
+                    f"{n} {'is a leftover process' if n == 1 else 'are leftover processes'} of the "
+                    f"{language} interpreter"
+                )
+        text = f"the process limit is reached, {limit.describe()}"
+        if not parts:
+            return f"{text}; none of them were started by this session's code"
+        return (
+            f"{text}: {', '.join(parts)}. Call interrupt() on the session to kill the processes its code left "
+            "running (the interpreters and their variables are kept); a timeout also kills those of the "
+            "interpreter that timed out"
+        )
 
     # -- execution ----------------------------------------------------------------------------------
 
-    async def interrupt(self) -> bool:
-        """Cancel the running execution (state is kept when the interpreter obeys). False if idle."""
+    async def interrupt(self, *, leftovers: bool = True) -> bool:
+        """Cancel the running execution (state is kept when the interpreter obeys), killing what it started.
+
+        When no execution runs, kill instead what earlier executions left running in the background
+        (e.g. after a fork bomb), in every language; the interpreters and their variables are kept.
+
+        Args:
+            leftovers: Kill the leftovers of an idle session (False: just cancel a running execution).
+
+        Returns:
+            True when an execution was running and was asked to stop; False when the session was idle.
+        """
         running = self._running
-        if running is None:
-            return False
-        running.cancel.set()
-        return True
+        if running is not None:
+            running.cancel.set()
+            return True
+        if leftovers and not self._lock.locked():
+            async with self._lock:  # free, so taken at once: no execution starts meanwhile
+                killed = 0
+                for kernel in list(self.kernels.values()):
+                    gone = await self._kill_leftovers(kernel, keep_kernel=True)
+                    await self._collect(kernel, gone)
+                    killed += len(gone)
+                if killed:
+                    log.info("session %s: interrupt() killed %d leftover processes", self.session_id, killed)
+        return False
 
     async def execute(
         self,
@@ -273,20 +399,31 @@ class EngineSession:
         started = time.perf_counter()
         timed_out = cancelled = state_lost = False
         notes: list[str] = []
+        warnings: list[str] = []
+        lost = self._lost.pop(language, None)
+        if lost is not None:
+            state_lost = True
+            warnings.append(lost)
+        killed: list[processes.ProcInfo] = []
         task = asyncio.ensure_future(kernel.execute(code, sink))
         try:
             reply = await self._wait(task, running, limits.timeout)
             if reply is None:
                 timed_out = not running.cancel.is_set()
                 cancelled = not timed_out
+                # The execution is over: what it started goes first. That ends a fork bomb, which would keep
+                # the interpreter from answering, and spares its children the interrupt: a Python child forked
+                # without exec would run the kernel's own reply code on the kernel's sockets.
+                killed += await self._kill_leftovers(kernel, keep_kernel=True)
                 await kernel.interrupt()
-                reply = await self._wait(task, None, limits.interrupt_grace)
+                reply = await self._interrupted(task, kernel, limits.interrupt_grace, killed)
                 if reply is None:
                     # The interpreter ignored the interrupt: the only way out is a fresh one.
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
                     await kernel.shutdown()
+                    killed += await self._kill_leftovers(kernel, keep_kernel=False)
                     self.kernels.pop(language, None)
                     state_lost = True
                     notes.append(
@@ -294,9 +431,15 @@ class EngineSession:
                         "interrupt and was restarted: all variables and imports of this session were lost"
                     )
                     reply = KernelReply(exit_code=130, interrupted=True)
+                else:
+                    # Started while it handled the interrupt (a cleanup handler, say).
+                    killed += await self._kill_leftovers(kernel, keep_kernel=True)
+                    await self._collect(kernel, killed)
         except asyncio.CancelledError:
             # Our caller went away (e.g. the server shut down): do not leave the code running.
             task.cancel()
+            if kernel.tag is not None:
+                processes.kill_leftovers({kernel.tag}, [kernel.pid] if kernel.pid and kernel.is_alive() else [])
             await kernel.interrupt()
             raise
         finally:
@@ -309,7 +452,7 @@ class EngineSession:
         exit_code = reply.exit_code
         if reply.died:
             state_lost = True
-            await kernel.shutdown()
+            killed += await self._retire(kernel)
             self.kernels.pop(language, None)
             exit_code = _core.exit_code_for_returncode(reply.returncode)
             error = ErrorInfo(name="InterpreterDied", value=_death_message(language, reply.returncode))
@@ -329,6 +472,19 @@ class EngineSession:
                 value=f"Execution was cancelled on request; {kept}.",
                 traceback=error.traceback if error else "",
             )
+        if killed:
+            n = len({(p.pid, p.start) for p in killed})  # a dying process may be met by several passes
+            when = (
+                "the execution was cancelled"
+                if cancelled
+                else "the execution was interrupted at the time limit"
+                if timed_out
+                else "the interpreter died"
+            )
+            warnings.append(
+                f"killed {n} {'process' if n == 1 else 'processes'} the {language} code had started and left "
+                f"running when {when}"
+            )
         if notes and error is not None:
             error = ErrorInfo(name=error.name, value=f"{error.value} ({'; '.join(notes)})", traceback=error.traceback)
 
@@ -338,6 +494,15 @@ class EngineSession:
         stderr = sink.err.text()
         if sink.dropped_outputs:
             stderr += f"\n[coderunner: {sink.dropped_outputs} more rich outputs were dropped]\n"
+        failed = exit_code != 0 or error is not None
+        # The cgroup's figures cost two small reads; counting processes for RLIMIT_NPROC reads them all, so
+        # only when a fork seems to have failed.
+        hint = failed and bool(_NO_PROCESSES.search(f"{stderr[-4000:]}\n{error.value if error else ''}"))
+        limit = processes.process_limit(include_rlimit=hint)
+        if limit is not None and limit.exhausted:
+            warnings.append(self._limit_message(limit))
+        error = sink.clean_error(error)  # a lone surrogate in an error text would make the result unserialisable
+        warnings.extend(sink.warnings)
         return _core.build_result(
             language=language,
             session_id=self.session_id,
@@ -357,6 +522,7 @@ class EngineSession:
             files_created=created,
             files_modified=modified,
             state_lost=state_lost,
+            warnings=warnings,
             execution_count=reply.execution_count,
         )
 
@@ -370,6 +536,26 @@ class EngineSession:
             self._meters = {p: m for p, m in self._meters.items() if p in live}
             meter = self._meters[pid] = _Meter(pid)
         return meter
+
+    async def _interrupted(
+        self, task: asyncio.Future[KernelReply], kernel: Kernel, grace: float, killed: list[processes.ProcInfo]
+    ) -> KernelReply | None:
+        """Wait up to ``grace`` for an interrupted execution to end; None if it did not.
+
+        While it runs on, its new processes are killed and the interrupt is sent again, at growing intervals:
+        a loop of ``fork()`` keeps starting processes, and Python loses an interrupt that arrives during
+        ``fork()`` (it is raised in an at-fork handler, which ignores it).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        step = 0.25
+        while True:
+            reply = await self._wait(task, None, max(0.0, min(step, deadline - loop.time())))
+            if reply is not None or loop.time() >= deadline:
+                return reply
+            killed += await self._kill_leftovers(kernel, keep_kernel=True)
+            await kernel.interrupt()
+            step *= 2
 
     @staticmethod
     async def _wait(
@@ -391,22 +577,47 @@ class EngineSession:
         return None
 
 
-def _death_message(language: str, returncode: int | None) -> str:
+def _cause(returncode: int | None, *, oom_hint: bool = False) -> str:
+    """``was killed by SIGKILL``, ``exited with status 3``: how an interpreter ended."""
     if returncode is not None and returncode < 0:
-        import signal
-
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
         cause = f"was killed by {name}"
-        if -returncode == signal.SIGKILL:
+        if oom_hint and -returncode == signal.SIGKILL:
             cause += " (often: out of memory)"
-    elif returncode is not None:
-        cause = f"exited with status {returncode}"
-    else:
-        cause = "stopped unexpectedly"
+        return cause
+    if returncode is not None:
+        return f"exited with status {returncode}"
+    return "stopped unexpectedly"
+
+
+async def _exit_status(kernel: Kernel) -> int | None:
+    """The exit status of a kernel whose process is gone (executing on a dead kernel reports it at once)."""
+    try:
+        reply = await asyncio.wait_for(kernel.execute("", _Discard()), 5.0)
+    except (asyncio.TimeoutError, BackendError):
+        return None
+    return reply.returncode if reply.died else None
+
+
+class _Discard:
+    """An output sink that drops everything (for the engine's own code in a kernel)."""
+
+    def stdout(self, text: str) -> None:
+        pass
+
+    def stderr(self, text: str) -> None:
+        pass
+
+    def display(self, kind: Any, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        pass
+
+
+def _death_message(language: str, returncode: int | None) -> str:
     return (
-        f"The {language} interpreter {cause} during this execution. A fresh interpreter will be used for the "
-        "next call; all variables and imports of this session were lost (files in the session directory remain)."
+        f"The {language} interpreter {_cause(returncode, oom_hint=True)} during this execution. A fresh interpreter "
+        "will be used for the next call; all variables and imports of this session were lost (files in the "
+        "session directory remain)."
     )
