@@ -116,6 +116,9 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+_MAX_NAME_BYTES = 255
+
+
 def resolve_in_root(root: Path, user_path: str) -> Path:
     """Resolve ``user_path`` inside ``root``, refusing anything that would leave it.
 
@@ -130,13 +133,27 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
         raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
     root = root.resolve()
     candidate = Path(user_path)
+    for part in candidate.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES:
+            raise PathError(
+                f"A name in the path {user_path[:80]!r}... is longer than {_MAX_NAME_BYTES} bytes, the limit of a "
+                "file name; use shorter names."
+            )
     if not candidate.is_absolute():
         candidate = root / candidate
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except OSError as exc:  # a symlink loop, a name the filesystem refuses
+        raise PathError(f"Path {user_path!r} cannot be resolved ({exc.strerror}).") from None
     if resolved != root and root not in resolved.parents:
         raise PathError(
             f"Path {user_path!r} is outside the session directory. Use a relative path such as 'data/file.csv'."
         )
+    # A folder in the path that exists as a file: say so now, not as an OS error half-way through a write.
+    for parent in reversed(resolved.relative_to(root).parents):
+        here = root / parent
+        if parent != Path(".") and here.exists() and not here.is_dir():
+            raise PathError(f"Path {user_path!r} goes through {parent.as_posix()!r}, which is a file, not a directory.")
     return resolved
 
 
