@@ -1,5 +1,8 @@
 """New Docker session to first result (print(1)): warm pool, no pool, plain `docker run`, and llm-sandbox.
 
+The no-pool start is measured twice, with the default size-capped /work (a loop-mounted ext4 per session) and
+with ``disk_limit=None`` (a plain host directory): the difference is what the disk limit costs a cold start.
+
 All on the same engine and the same image (the sandbox image the Docker backend builds). llm-sandbox runs
 in its fastest mode (no environment setup), as root (its default), with the container kept alive by
 `sleep infinity` since the image's own command is the coderunner server.
@@ -35,9 +38,9 @@ def docker_run(image: str) -> list[float]:
     return out
 
 
-def coderunner_start(image: str, pool_size: int) -> list[float]:
+def coderunner_start(image: str, pool_size: int, **options: Any) -> list[float]:
     out = []
-    with CodeRunner(backend="docker", image=image, pool_size=pool_size) as runner:
+    with CodeRunner(backend="docker", image=image, pool_size=pool_size, **options) as runner:
         runner.execute("pass")  # the first warm container is taken; the pool refills
         fleet: Any = runner.backend._fleet  # type: ignore[attr-defined]
         for _ in range(N if pool_size else max(3, N // 2)):
@@ -53,6 +56,22 @@ def coderunner_start(image: str, pool_size: int) -> list[float]:
             out.append((time.perf_counter() - t) * 1000)
             assert result.stdout == "1\n", result
             session.close()
+    return out
+
+
+def session_disk(n: int = 20) -> list[float]:
+    """Make, mount, unmount and delete one session disk (the part of a cold start the disk limit adds)."""
+    import tempfile
+    from pathlib import Path
+
+    from coderunner.backends.docker_disk import SessionStorage
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            t = time.perf_counter()
+            SessionStorage(Path(tmp) / str(i), disk_limit=2 * 1024**3, uid=1000, gid=1000).remove()
+            out.append((time.perf_counter() - t) * 1000)
     return out
 
 
@@ -88,12 +107,16 @@ if __name__ == "__main__":
     raw = summary(docker_run(image))
     warm = summary(coderunner_start(image, pool_size=1))
     cold = summary(coderunner_start(image, pool_size=0))
+    cold_uncapped = summary(coderunner_start(image, pool_size=0, disk_limit=None))
     llm = llm_sandbox(image)
     payload: dict[str, Any] = {
         "image": image,
         "baseline_docker_run_rm_python3_print": raw,
         "coderunner_docker_warm_pool": warm,
         "coderunner_docker_no_pool": cold,
+        "coderunner_docker_no_pool_without_disk_limit": cold_uncapped,
+        "disk_limit_cost_median_ms": round(cold["median_ms"] - cold_uncapped["median_ms"], 1),
+        "session_disk_make_mount_unmount_2g": summary(session_disk()) if os.getuid() == 0 else "needs root",
     }
     if isinstance(llm, str):
         payload["llm_sandbox"] = llm
