@@ -5,10 +5,17 @@ One record serves two views: coderunner's job API (``/jobs/...``) and InstaVM's 
 every database call runs on one dedicated thread, so the event loop never blocks on disk and the
 connection is never shared between threads.
 
-Lifecycle of a job: ``pending`` (queued behind ``max_jobs`` running ones) -> ``running`` -> one of
-``completed``, ``failed``, ``timeout``, ``cancelled``. A server restart keeps finished records; records
-left ``pending``/``running`` by a server that died are marked ``failed`` with the reason at startup.
-Finished records older than the retention period are deleted.
+Lifecycle of a job: ``pending`` (queued behind ``max_jobs`` running ones, or waiting for room for its
+own session while the backend is at ``max_sessions``: ``error_message`` says so, and the wait is bounded
+by the job's timeout) -> ``running`` (its session exists) -> one of ``completed``, ``failed``,
+``timeout``, ``cancelled``. A server restart keeps finished records; records left ``pending``/``running``
+by a server that died are marked ``failed`` with the reason at startup. Finished records older than the
+retention period are deleted.
+
+A full disk: a job that cannot be recorded is refused (:class:`JobStoreFullError`, HTTP 503, retryable).
+A job that is already recorded never depends on the disk: its later states (``running``, its result)
+are kept in memory when the store refuses them, served from there, and written by a background retry
+with backoff once the store takes writes again; meanwhile :meth:`JobManager.store_health` says degraded.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import json
 import logging
+import re
 import shlex
 import sqlite3
 import time
@@ -31,12 +40,28 @@ from typing import Any, TypeVar
 from coderunner import _core
 from coderunner.backend import AsyncBackend
 from coderunner.config import Settings
-from coderunner.errors import CodeRunnerError, InvalidRequestError, PathError, TaskNotFoundError
+from coderunner.errors import (
+    BackendUnavailableError,
+    CapacityError,
+    CodeRunnerError,
+    InvalidRequestError,
+    PathError,
+    TaskNotFoundError,
+)
 from coderunner.jobs import task_status_for
-from coderunner.models import ExecutionResult, TaskStatus
+from coderunner.models import ExecutionResult, SessionInfo, TaskStatus
 from coderunner.server.wire import to_json
 
-__all__ = ["FINAL_STATUSES", "JobManager", "JobRecord", "JobSpec", "JobStore"]
+__all__ = [
+    "FINAL_STATUSES",
+    "JobManager",
+    "JobRecord",
+    "JobSpec",
+    "JobStore",
+    "JobStoreFullError",
+    "validate_env_names",
+    "validate_working_directory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +104,38 @@ _CANCEL_SETTLE = 2.0
 # How long a job's execution may outlive its timeout (interrupt grace, result shaping) before the
 # owned session is force-closed by the shutdown path; only used for the session lifetime.
 _SESSION_LIFETIME_MARGIN = 120.0
+# Backoff of the background retry that writes the records a full disk refused.
+_RETRY_FIRST = 0.5
+_RETRY_MAX = 10.0
+# A job waiting for room for its session tries again this often (growing), and waits this long when it
+# has no timeout of its own.
+_ROOM_POLL_FIRST = 0.2
+_ROOM_POLL_MAX = 2.0
+_ROOM_WAIT_DEFAULT = 3600.0
+# sqlite's primary result code for "database or disk is full"; extended codes keep it in the low byte.
+_SQLITE_FULL = 13
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class JobStoreFullError(BackendUnavailableError):
+    """The job database's filesystem is full, so a record could not be written.
+
+    Its ``code`` stays ``backend_unavailable``: HTTP 503 with ``Retry-After``, and every client
+    already treats it as "retry later".
+    """
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` says the filesystem (or the user's disk quota) has no room left."""
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_SPACE
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; older ones only have the message
+        if isinstance(code, int):
+            return code & 0xFF == _SQLITE_FULL
+        return "database or disk is full" in str(exc)
+    return False
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -190,7 +247,15 @@ class JobStore:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            if not _disk_full(exc):
+                raise
+            raise JobStoreFullError(
+                f"The job store's disk is full: writing {self.path} failed ({exc}). Free space on that "
+                "filesystem (or start the server with --db on another one), then retry."
+            ) from exc
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -274,6 +339,12 @@ class JobStore:
     def _ping(self) -> None:
         self._db().execute("SELECT 1").fetchone()
 
+    def _touch(self) -> None:
+        # Rewriting the schema version unchanged is a real write (a WAL frame) that changes nothing.
+        conn = self._db()
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version = {version}")
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -321,6 +392,14 @@ class JobStore:
         """Raise if the database does not answer a trivial query."""
         await self._call(self._ping)
 
+    async def check_writable(self) -> None:
+        """Raise unless a write reaches the database (it rewrites the schema version unchanged).
+
+        Raises:
+            JobStoreFullError: The disk is still full.
+        """
+        await self._call(self._touch)
+
     async def close(self) -> None:
         """Close the database and stop the store thread."""
         with contextlib.suppress(RuntimeError):
@@ -348,9 +427,10 @@ class _Active:
     """In-memory state of a job this server is running."""
 
     task: asyncio.Task[None] | None = None
-    phase: str = "pending"  # pending -> starting -> running -> done
+    phase: str = "pending"  # pending -> starting (-> waiting for room -> starting) -> running -> done
     session_id: str | None = None
     cancel_requested: bool = False
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # set by cancel(): wakes a job waiting for room
 
 
 ResultListener = Callable[[str, ExecutionResult], None]
@@ -375,10 +455,32 @@ def validate_working_directory(value: str | None) -> str | None:
     return None if text in ("", ".") else text
 
 
+def validate_env_names(env: Mapping[str, str]) -> None:
+    """Check that every environment variable name of a job is a POSIX identifier, in every language.
+
+    Names end up in shell ``export`` lines and in kernel environments; anything else (``X; rm -rf ~ #``)
+    would be code, not a name.
+
+    Raises:
+        InvalidRequestError: A name is not ``[A-Za-z_][A-Za-z0-9_]*``; the message names the rule.
+    """
+    for name in env:
+        if not _ENV_NAME.fullmatch(name):
+            raise InvalidRequestError(
+                f"Invalid environment variable name {name!r}: names must be POSIX identifiers, "
+                "[A-Za-z_][A-Za-z0-9_]* (letters, digits and underscores, not starting with a digit)."
+            )
+
+
 def _prelude(language: str, directory: str | None, env: Mapping[str, str], remember: bool) -> str | None:
-    """Code that moves into ``directory`` (an absolute path) and exports ``env``; None if nothing to do."""
+    """Code that moves into ``directory`` (an absolute path) and exports ``env``; None if nothing to do.
+
+    Every name and value reaches the generated code quoted for its language (names are also
+    re-checked here), so nothing in them can run.
+    """
     if directory is None and not env:
         return None
+    validate_env_names(env)
     if language == "python":
         lines = ["import os as __cr_os"]
         if directory is not None:
@@ -396,7 +498,7 @@ def _prelude(language: str, directory: str | None, env: Mapping[str, str], remem
                 lines.append('__cr_job_prev_cwd="$PWD"')
             quoted = shlex.quote(directory)
             lines.append(f"mkdir -p -- {quoted} && cd -- {quoted}")
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        lines += [f"export {shlex.quote(f'{k}={v}')}" for k, v in env.items()]
         return "\n".join(lines) + "\n"
     if language == "javascript":
         parts = []
@@ -424,6 +526,10 @@ def _postlude(language: str) -> str:
 
 class JobManager:
     """Runs jobs on a backend with bounded concurrency and keeps their records in a :class:`JobStore`.
+
+    A job whose own session cannot be created because the backend is full (``CapacityError``) waits for
+    room, holding its ``max_jobs`` slot, for at most its timeout. Records the store refuses to write
+    (disk full) are kept in memory, answered from there, and written by a background retry.
 
     Args:
         store: Where records live.
@@ -456,6 +562,12 @@ class JobManager:
         self._active: dict[str, _Active] = {}
         self._closing = False
         self._janitor: asyncio.Task[None] | None = None
+        # Newest state of records the store refused, by job id; every write of a record holds the lock,
+        # so an older state can never overwrite a newer one.
+        self._unsaved: dict[str, JobRecord] = {}
+        self._write_lock = asyncio.Lock()
+        self._store_error: str | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.submitted = 0
         self.recovered = 0
 
@@ -485,7 +597,11 @@ class JobManager:
                 log.info("deleted %d finished job record(s) older than %g s", removed, self.retention)
 
     async def close(self) -> None:
-        """Stop every job (records end as failed, saying the server shut down) and close the store."""
+        """Stop every job (records end as failed, saying the server shut down) and close the store.
+
+        Records still held in memory get one last write; if the disk is still full they are lost, and
+        the next server reports those jobs as failed.
+        """
         self._closing = True
         if self._janitor is not None:
             self._janitor.cancel()
@@ -493,7 +609,85 @@ class JobManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._unsaved:
+            try:
+                await self._write_unsaved()
+            except Exception as exc:  # shutting down: say what is lost rather than fail the shutdown
+                log.error(
+                    "could not write %d job record(s) at shutdown (%s); a restarted server reports them as failed",
+                    len(self._unsaved),
+                    self._describe(exc),
+                )
         await self.store.close()
+
+    # -- writes the store may refuse -----------------------------------------------------------------
+
+    async def _save(self, record: JobRecord) -> None:
+        """Write a record's new state; when the store refuses, keep it in memory and retry in the background.
+
+        A job never stalls on the disk: one that finishes while nothing can be written is finished all
+        the same (``get`` answers from memory) and its record is written once the store takes writes.
+        """
+        async with self._write_lock:
+            try:
+                await self.store.save(record)
+            except Exception as exc:  # any refused write: the job must not stay "running" because of it
+                self._unsaved[record.job_id] = record
+                self._write_failed(exc)
+                return
+            self._unsaved.pop(record.job_id, None)
+            self._write_ok()
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, CodeRunnerError):
+            return exc.message
+        return f"Writing to the job store {self.store.path} failed: {type(exc).__name__}: {exc}"
+
+    def _write_failed(self, exc: BaseException) -> None:
+        reason = self._describe(exc)
+        if self._store_error is None:
+            log.error("job store write failed; job records are kept in memory until it works again: %s", reason)
+        self._store_error = reason
+        if not self._closing and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.ensure_future(self._retry_writes())
+
+    def _write_ok(self) -> None:
+        if self._store_error is not None and not self._unsaved:
+            log.warning("the job store takes writes again")
+            self._store_error = None
+
+    async def _write_unsaved(self) -> None:
+        async with self._write_lock:
+            if not self._unsaved:
+                await self.store.check_writable()  # only a submission failed: nothing to write but a probe
+            for job_id in list(self._unsaved):
+                await self.store.save(self._unsaved[job_id])
+                del self._unsaved[job_id]
+            self._write_ok()
+
+    async def _retry_writes(self) -> None:
+        """Write the records kept in memory, with backoff, until the store takes them."""
+        delay = _RETRY_FIRST
+        while self._store_error is not None or self._unsaved:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+            try:
+                await self._write_unsaved()
+            except Exception as exc:  # still refused (disk full): keep the reason and try again later
+                self._store_error = self._describe(exc)
+
+    def store_health(self) -> dict[str, Any]:
+        """Whether the job store takes writes, for ``/health``.
+
+        Returns:
+            ``{"status": "ok" | "degraded", "reason": str | None, "unsaved": int}``; ``unsaved`` counts
+            the records kept in memory until the store takes writes again.
+        """
+        degraded = self._store_error is not None or bool(self._unsaved)
+        return {"status": "degraded" if degraded else "ok", "reason": self._store_error, "unsaved": len(self._unsaved)}
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -503,7 +697,9 @@ class JobManager:
         Raises:
             TaskNotFoundError: Unknown id (or deleted by retention).
         """
-        record = await self.store.get(job_id)
+        record = self._unsaved.get(job_id)  # newer than the stored one while the store refuses writes
+        if record is None:
+            record = await self.store.get(job_id)
         if record is None:
             raise TaskNotFoundError(
                 f"No job or task {job_id!r}. Ids come from POST /jobs or /execute_async; finished records are "
@@ -512,12 +708,30 @@ class JobManager:
         return record
 
     async def list(self, status: str | None = None, session_id: str | None = None, limit: int = 50) -> list[JobRecord]:
-        """Records, newest first."""
-        return await self.store.list(status, session_id, limit)
+        """Records, newest first (the states kept in memory win over stored ones)."""
+        unsaved = dict(self._unsaved)
+        records = await self.store.list(status, session_id, limit + len(unsaved))
+        if not unsaved:
+            return records[:limit]
+        merged = {r.job_id: unsaved.get(r.job_id, r) for r in records}
+        for job_id, record in unsaved.items():
+            merged.setdefault(job_id, record)
+        wanted = [
+            r
+            for r in merged.values()
+            if (status is None or r.status == status) and (session_id is None or r.session_id == session_id)
+        ]
+        wanted.sort(key=lambda r: r.created_at, reverse=True)
+        return wanted[:limit]
 
     async def counts(self) -> dict[str, int]:
-        """Records per status (every status present, zero when none)."""
+        """Records per status (every status present, zero when none), counting states kept in memory."""
         counts = await self.store.counts()
+        for job_id, record in dict(self._unsaved).items():
+            stored = await self.store.get(job_id)
+            if stored is not None and stored.status != record.status:
+                counts[stored.status] = counts.get(stored.status, 0) - 1
+                counts[record.status] = counts.get(record.status, 0) + 1
         return {s: counts.get(s, 0) for s in ("pending", "running", "completed", "failed", "timeout", "cancelled")}
 
     # -- submission --------------------------------------------------------------------------------
@@ -526,9 +740,11 @@ class JobManager:
         """Validate, record as pending, and schedule a job; returns at once.
 
         Raises:
-            InvalidRequestError: Bad code, timeout, working directory or environment.
+            InvalidRequestError: Bad code, timeout, working directory or environment (names must be
+                POSIX identifiers).
             ConfigurationError: Unknown language.
             SessionNotFoundError: ``spec.session_id`` names no live session.
+            JobStoreFullError: The job store's disk is full; nothing was scheduled (retry later).
         """
         if self._closing:
             raise InvalidRequestError("The server is shutting down; submit the job again after it restarts.")
@@ -537,6 +753,7 @@ class JobManager:
         timeout = _core.validate_timeout(spec.timeout, self.settings.timeout)
         directory = validate_working_directory(spec.working_directory)
         env = _core.merge_env({}, spec.env)
+        validate_env_names(env)
         session_dir = None
         if spec.session_id is not None:
             info = await self.backend.get_session(spec.session_id)
@@ -561,7 +778,12 @@ class JobManager:
             session_dir=session_dir,
             owns_session=spec.session_id is None,
         )
-        await self.store.insert(record)
+        try:
+            await self.store.insert(record)
+        except JobStoreFullError as exc:
+            self._write_failed(exc)  # degraded until a write works again
+            raise
+        self._write_ok()
         self.submitted += 1
         active = _Active(session_id=spec.session_id)
         self._active[record.job_id] = active
@@ -580,7 +802,7 @@ class JobManager:
             if not active.cancel_requested or self._closing:
                 latest = await self._latest(record)
                 if not latest.is_complete:
-                    await self._finish(latest, None, "The server shut down while this job was running.")
+                    await self._finish(latest, None, f"The server shut down while this job was {latest.status}.")
             elif active.phase == "pending":
                 latest = await self._latest(record)
                 if not latest.is_complete:
@@ -590,6 +812,8 @@ class JobManager:
             self._active.pop(record.job_id, None)
 
     async def _latest(self, record: JobRecord) -> JobRecord:
+        if record.job_id in self._unsaved:
+            return self._unsaved[record.job_id]
         with contextlib.suppress(Exception):
             found = await self.store.get(record.job_id)
             if found is not None:
@@ -598,27 +822,23 @@ class JobManager:
 
     async def _execute(self, record: JobRecord, spec: JobSpec, active: _Active) -> None:
         active.phase = "starting"
-        record = replace(record, status="running", started_at=_now())
-        await self.store.save(record)
         sid = spec.session_id
         owned: str | None = None
         result: ExecutionResult | None = None
         error: str | None = None
         try:
             if sid is None:
-                lifetime = (spec.timeout or self.settings.timeout or 3600.0) + _SESSION_LIFETIME_MARGIN
-                info = await self.backend.create_session(
-                    spec.language or "python",
-                    env=spec.env or None,
-                    lifetime=lifetime,
-                    metadata={"job_id": record.job_id},
-                )
-                sid = owned = info.session_id
-                record = replace(record, session_id=sid, session_dir=info.working_dir)
-                await self.store.save(record)
-            active.session_id = sid
-            if not active.cancel_requested:  # else: cancelled while the session started; it never runs
-                result, error = await self._execute_in(record, spec, sid, owned is None)
+                info = await self._open_session(record, spec, active)
+                if info is not None:  # else: cancelled while it waited for room
+                    active.phase = "starting"
+                    sid = owned = info.session_id
+                    record = replace(record, session_id=sid, session_dir=info.working_dir)
+            if sid is not None:
+                record = replace(record, status="running", started_at=_now(), error_message=None)
+                await self._save(record)
+                active.session_id = sid
+                if not active.cancel_requested:  # else: cancelled while the session started; it never runs
+                    result, error = await self._execute_in(record, spec, sid, owned is None)
         except CodeRunnerError as exc:
             error = exc.message
         except Exception as exc:  # a bug below us: record it on the job rather than leave it "running"
@@ -629,6 +849,47 @@ class JobManager:
                 with contextlib.suppress(Exception):  # best effort: the session may already be gone
                     await asyncio.shield(self.backend.close_session(owned))
         await self._finish(replace(record, cancel_requested=active.cancel_requested), result, error)
+
+    async def _open_session(self, record: JobRecord, spec: JobSpec, active: _Active) -> SessionInfo | None:
+        """Create the job's own session; while the backend is full, wait for room, at most the job's timeout.
+
+        Returns:
+            The session, or None when the job was cancelled while it waited.
+
+        Raises:
+            CapacityError: Still no room when the wait ended; the message says how long it waited.
+        """
+        lifetime = (spec.timeout or self.settings.timeout or 3600.0) + _SESSION_LIFETIME_MARGIN
+        wait = spec.timeout if spec.timeout is not None else _ROOM_WAIT_DEFAULT
+        deadline = time.monotonic() + wait
+        delay = _ROOM_POLL_FIRST
+        while True:
+            try:
+                return await self.backend.create_session(
+                    spec.language or "python",
+                    env=spec.env or None,
+                    lifetime=lifetime,
+                    metadata={"job_id": record.job_id},
+                )
+            except CapacityError as exc:
+                full = exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CapacityError(
+                    f"No room for the job's session within {wait:g} s (its timeout), so it never ran: {full.message}"
+                ) from full
+            if active.phase != "waiting":
+                active.phase = "waiting"
+                note = (
+                    f"Waiting for room for the job's session: {full.message} It starts when a session closes, "
+                    f"or fails after {wait:g} s (its timeout)."
+                )
+                await self._save(replace(record, error_message=note))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(active.stop.wait(), min(delay, remaining))
+            if active.cancel_requested:
+                return None
+            delay = min(delay * 2, _ROOM_POLL_MAX)
 
     async def _execute_in(
         self, record: JobRecord, spec: JobSpec, sid: str, existing: bool
@@ -673,7 +934,7 @@ class JobManager:
             else:
                 status = "cancelled" if record.cancel_requested and error is None else "failed"
         final = replace(record, status=status, result=result, error_message=error, finished_at=_now())
-        await asyncio.shield(self.store.save(final))
+        await asyncio.shield(self._save(final))
         return final
 
     # -- cancellation ------------------------------------------------------------------------------
@@ -692,11 +953,13 @@ class JobManager:
             # A record without a runner here (another server on the same database?): settle it.
             return await self._finish(replace(record, cancel_requested=True), None, None, status="cancelled")
         active.cancel_requested = True
+        active.stop.set()  # a job waiting for room wakes up and ends as cancelled
         if active.phase == "pending":
             active.task.cancel()
         elif active.phase == "running" and active.session_id is not None:
             await self._interrupt_until_done(active)
-        # While the session starts ("starting") the flag alone is enough: the job checks it before running.
+        # While the session starts ("starting") or the job waits for room ("waiting") the flag alone is
+        # enough: the job checks it before running.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(active.task), self.settings.interrupt_grace + _CANCEL_SETTLE)
         return await self.get(job_id)
@@ -718,7 +981,14 @@ class JobManager:
         record = await self.cancel(job_id)
         if not record.is_complete:
             raise InvalidRequestError(f"Job {job_id} is still stopping; delete it again in a moment.")
-        await self.store.delete(job_id)
+        async with self._write_lock:
+            try:
+                await self.store.delete(job_id)
+            except JobStoreFullError as exc:
+                self._write_failed(exc)
+                raise
+            self._unsaved.pop(job_id, None)
+            self._write_ok()
 
     @property
     def active_count(self) -> int:
