@@ -43,7 +43,7 @@ def _unsupported(backend: object) -> UnsupportedOperationError:
     name = getattr(backend, "name", type(backend).__name__)
     return UnsupportedOperationError(
         f"The {name!r} backend cannot drive a browser. Backends with a browser: {', '.join(BROWSER_BACKENDS)} "
-        "(install the extra with: pip install 'coderunner[browser]')."
+        "(install the extra with: pip install 'coderunner-sandbox[browser]')."
     )
 
 

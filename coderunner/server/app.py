@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from coderunner._version import __version__
 from coderunner.backend import AsyncBackend, create_async_backend
@@ -37,7 +37,7 @@ from coderunner.browser.errors import HTTP_STATUS as BROWSER_HTTP_STATUS
 from coderunner.config import Settings
 from coderunner.server import routes_browser, routes_instavm, routes_native
 from coderunner.server.jobs import JobManager, JobStore
-from coderunner.server.middleware import DEFAULT_ALLOWED_HOSTS, GatewayMiddleware
+from coderunner.server.middleware import DEFAULT_ALLOWED_HOSTS, DEFAULT_BODY_TIMEOUT, OPEN_PATHS, GatewayMiddleware
 from coderunner.server.state import ServerState
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "STATUS_FOR_CODE", "create_app", "default_db_path", "http_status_for"]
@@ -147,24 +147,46 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(status, detail, "invalid_request", errors=clean)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HTTP_CODES = {
     400: "invalid_request",
     401: "authentication",
     404: "route_not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "invalid_request",
 }
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path.
+
+    Starlette's 405 names only the methods of the first route whose path matched, but one path
+    often has several routes (``GET /jobs`` and ``POST /jobs``).
+    """
+    methods: set[str] = set()
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return sorted(methods)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route {request.method} {request.url.path}. See /docs for the API."
     elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}. See /docs for the API."
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = (
+            f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}. "
+            "See /docs for the API."
+        )
     response = _error(exc.status_code, detail, _HTTP_CODES.get(exc.status_code, "error"))
-    for name, value in (exc.headers or {}).items():
+    for name, value in headers.items():
         response.headers[name] = value
     return response
 
@@ -220,6 +242,10 @@ def _document_api_key(app: FastAPI, *, required: bool) -> None:
             schemes["ApiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
             if required:
                 schema["security"] = [{"ApiKey": []}]
+                # The open paths (the health check) need no key: say so, or clients would send it for nothing.
+                for path in OPEN_PATHS:
+                    for operation in schema.get("paths", {}).get(path, {}).values():
+                        operation["security"] = []
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -239,6 +265,7 @@ def create_app(
     cors_origins: Sequence[str] = (),
     allowed_hosts: Sequence[str] = (),
     mcp: bool = True,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> FastAPI:
     """Build the REST server.
 
@@ -258,6 +285,9 @@ def create_app(
             ``localhost`` and ``coderunner.local`` (DNS-rebinding protection).
         mcp: Serve MCP (streamable HTTP) at ``/mcp`` when ``coderunner.server.mcp`` provides ``http_app``;
             it sits behind the same API-key check as every other route.
+        body_timeout: Seconds a client has to send a request body, plus 1 s per 64 KiB received; a
+            slower body gets 408 (None: no limit). The headers' limit is the protocol's
+            (:func:`~coderunner.server.middleware.header_timeout_protocol`).
 
     Returns:
         The FastAPI app; serve it with uvicorn (``coderunner serve`` does).
@@ -267,6 +297,8 @@ def create_app(
         raise ConfigurationError("max_jobs must be at least 1.")
     if max_body_bytes < 1:
         raise ConfigurationError("max_body_bytes must be positive.")
+    if body_timeout is not None and not body_timeout > 0:
+        raise ConfigurationError("body_timeout must be a positive number of seconds (or None for no limit).")
     database = str(db_path) if db_path is not None else str(default_db_path())
 
     @contextlib.asynccontextmanager
@@ -327,6 +359,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         allowed_origins=frozenset(cors_origins),
         allowed_hosts=DEFAULT_ALLOWED_HOSTS | {h.lower() for h in allowed_hosts},
+        body_timeout=body_timeout,
     )
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

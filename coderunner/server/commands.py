@@ -15,10 +15,17 @@ CODERUNNER_DB               --db                    job database file
 CODERUNNER_MAX_JOBS         --max-jobs              jobs running at once (default 4)
 CODERUNNER_JOB_RETENTION    --job-retention         seconds finished jobs are kept (0 = forever)
 CODERUNNER_MAX_BODY_SIZE    --max-body-size         largest request body in bytes (default 100 MiB)
+CODERUNNER_HEADER_TIMEOUT   --header-timeout        seconds to send a request's headers (default 10; 0 = none)
+CODERUNNER_BODY_TIMEOUT     --body-timeout          seconds to send a body, +1 s per 64 KiB (default 30; 0 = none)
 CODERUNNER_CORS_ORIGINS     --cors-origin           comma-separated origins allowed by CORS
 CODERUNNER_ALLOWED_HOSTS    --allow-host            comma-separated extra Host names (keyless server)
 CODERUNNER_BACKEND          --backend               backend serving the code (default inprocess)
 ==========================  ======================  ==============================================
+
+A client slower than the header or body timeout gets a 408 and its connection is closed (slowloris
+protection; the waits are event-loop timers, so slow clients hold no worker). A request that carries
+its API key in its body (the InstaVM SDK's session creation) may send at most 16 KiB before it is
+authenticated.
 
 With a non-loopback ``--host``, the in-process backend's browser also refuses loopback and private
 destinations (``BrowserSettings.public_bind``; allow rules in ``CODERUNNER_BROWSER_ALLOW`` still apply).
@@ -136,6 +143,19 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="largest request body in bytes (CODERUNNER_MAX_BODY_SIZE)",
     )
     serve.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=env.get("CODERUNNER_HEADER_TIMEOUT", "10"),
+        help="seconds a client has to send a request's headers, else 408; 0 = no limit (CODERUNNER_HEADER_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=env.get("CODERUNNER_BODY_TIMEOUT", "30"),
+        help="seconds a client has to send a request body, plus 1 s per 64 KiB received, else 408; 0 = no limit "
+        "(CODERUNNER_BODY_TIMEOUT)",
+    )
+    serve.add_argument(
         "--cors-origin",
         action="append",
         default=None,
@@ -241,6 +261,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_size,
         cors_origins=origins,
         allowed_hosts=hosts,
+        body_timeout=args.body_timeout or None,
     )
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -250,8 +271,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    from coderunner.server.middleware import header_timeout_protocol
+
     config = uvicorn.Config(
-        app, log_level=args.log_level, lifespan="on", access_log=args.log_level == "debug", timeout_graceful_shutdown=10
+        app,
+        http=header_timeout_protocol(args.header_timeout) if args.header_timeout else "auto",
+        log_level=args.log_level,
+        lifespan="on",
+        access_log=args.log_level == "debug",
+        timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
     try:
@@ -267,7 +295,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("coderunner.server.mcp") is None:
         print(
             "coderunner mcp: this installation has no MCP server module (coderunner.server.mcp). "
-            "Upgrade coderunner, and install the extra with: pip install 'coderunner[server]'",
+            "Upgrade coderunner, and install the extra with: pip install 'coderunner-sandbox[server]'",
             file=sys.stderr,
         )
         return 2

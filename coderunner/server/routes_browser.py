@@ -52,11 +52,17 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong API key."},
     403: {"model": ErrorBody, "description": "The browser's egress policy refused the destination."},
     404: {"model": ErrorBody, "description": "Unknown or closed browser session, or no element matches."},
-    408: {"model": ErrorBody, "description": "The element, page or condition took longer than the timeout."},
+    408: {
+        "model": ErrorBody,
+        "description": "The element, page or condition took longer than the timeout, or the body arrived too slowly.",
+    },
     410: {"model": ErrorBody, "description": "The browser crashed; the session is gone."},
+    413: {"model": ErrorBody, "description": "The request body is larger than the server's limit."},
     422: {"model": ErrorBody, "description": "A field has the wrong type or is out of range."},
+    429: {"model": ErrorBody, "description": "Too many browser sessions are open (CODERUNNER_BROWSER_MAX_SESSIONS)."},
     501: {"model": ErrorBody, "description": "The server's backend has no browser."},
     502: {"model": ErrorBody, "description": "The page could not be loaded."},
+    503: {"model": ErrorBody, "description": "No browser could be started (Chromium missing or failing)."},
 }
 
 
@@ -162,7 +168,8 @@ async def wait_for(body: BrowserWaitRequest, request: Request) -> Response:
 async def screenshot(body: BrowserScreenshotRequest, request: Request) -> Response:
     """Capture the page, base64-encoded in ``screenshot``."""
     browser = browser_of(state_of(request))
-    image = await browser.browser_screenshot(body.session_id, body.full_page, body.format, body.clip, body.quality)
+    clip = None if body.clip is None else body.clip.model_dump()
+    image = await browser.browser_screenshot(body.session_id, body.full_page, body.format, clip, body.quality)
     return json_model(BrowserScreenshotResponse(session_id=body.session_id, screenshot=image, format=body.format))
 
 

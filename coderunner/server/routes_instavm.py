@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timezone
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +34,8 @@ from coderunner.server.middleware import AUTH_IN_BODY, keys_match
 from coderunner.server.state import ServerState
 from coderunner.server.views import execute_response, session_usage, task_view, wire_session
 from coderunner.server.wire import (
+    MAX_PATH_CHARS,
+    PATH_PATTERN,
     AsyncExecuteResponse,
     DownloadResponse,
     ErrorBody,
@@ -50,16 +52,36 @@ from coderunner.server.wire import (
     to_json,
 )
 
-__all__ = ["router"]
+__all__ = ["ERROR_DESCRIPTIONS", "error_responses", "json_model", "router", "state_of"]
 
 router = APIRouter(tags=["InstaVM-compatible"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": ErrorBody, "description": "Invalid request (the detail says what to fix)."},
-    401: {"model": ErrorBody, "description": "Missing or wrong API key."},
-    404: {"model": ErrorBody, "description": "Unknown or expired session, task or file."},
-    422: {"model": ErrorBody, "description": "A field has the wrong type or is out of range."},
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request: malformed JSON, or a rule the schema cannot state (a path outside the session "
+    "directory, an empty code string, an unknown language alias); the detail names the rule.",
+    401: "Missing or wrong API key (X-API-Key).",
+    403: "Refused: a web page's request to a server without an API key, or a destination the browser may not load.",
+    404: "Unknown or expired session, task or file.",
+    408: "The request body arrived too slowly (the server's --body-timeout), or a browser wait timed out.",
+    413: "The request body is larger than the server's limit (16 KiB for a request that carries its API key "
+    "in the body).",
+    422: "A field has the wrong type, is missing or is out of the documented range; the detail names it.",
+    429: "The server is at capacity (sessions, jobs or browser sessions); retry after Retry-After seconds.",
+    501: "The server's backend cannot do this (e.g. it has no browser).",
+    502: "The server's backend failed, or the page could not be loaded.",
+    503: "The server's backend is unavailable right now (retryable).",
 }
+"""What each error status means, for the OpenAPI ``responses`` of every route."""
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (each an :class:`ErrorBody`)."""
+    return {status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+_ERRORS = error_responses(400, 401, 404, 408, 413, 422)
+_CREATES = error_responses(400, 401, 404, 408, 413, 422, 429, 503)
+_LOOKUP = error_responses(401, 404)
 
 
 def state_of(request: Request) -> ServerState:
@@ -82,7 +104,7 @@ def _strings(values: dict[str, object] | None) -> dict[str, str] | None:
 # -- sessions --------------------------------------------------------------------------------------
 
 
-@router.post("/v1/sessions/session", response_model=WireSessionInfo, responses=_ERRORS)
+@router.post("/v1/sessions/session", response_model=WireSessionInfo, responses=_CREATES)
 async def create_session(body: WireSessionRequest, request: Request) -> Response:
     """Start a session (InstaVM's VM); the SDK sends its API key in this body, not in a header."""
     state = state_of(request)
@@ -103,7 +125,7 @@ async def create_session(body: WireSessionRequest, request: Request) -> Response
     return json_model(wire_session(info, state.ledger.get(info.session_id)))
 
 
-@router.get("/v1/sessions/session/{session_id}", response_model=WireSessionInfo, responses=_ERRORS)
+@router.get("/v1/sessions/session/{session_id}", response_model=WireSessionInfo, responses=_LOOKUP)
 async def get_session(session_id: str, request: Request) -> Response:
     """Describe a session (also an ended one this server still remembers)."""
     state = state_of(request)
@@ -111,7 +133,7 @@ async def get_session(session_id: str, request: Request) -> Response:
     return json_model(wire_session(info, state.ledger.get(session_id), status, reason))
 
 
-@router.get("/v1/sessions/status/{session_id}", response_model=SessionStatusResponse, responses=_ERRORS)
+@router.get("/v1/sessions/status/{session_id}", response_model=SessionStatusResponse, responses=_LOOKUP)
 async def session_status(session_id: str, request: Request) -> Response:
     """``vm_status`` is 'active' while the session lives, 'expired' or 'closed' after; 404 if never seen."""
     status, info, reason = await state_of(request).session_state(session_id)
@@ -126,7 +148,7 @@ async def session_status(session_id: str, request: Request) -> Response:
     )
 
 
-@router.get("/v1/sessions/usage/{session_id}", response_model=SessionUsageResponse, responses=_ERRORS)
+@router.get("/v1/sessions/usage/{session_id}", response_model=SessionUsageResponse, responses=_LOOKUP)
 async def session_usage_route(session_id: str, request: Request) -> Response:
     """CPU seconds, peak memory, executions and uptime of a session, counted by this server."""
     state = state_of(request)
@@ -147,7 +169,7 @@ async def kill(body: KillRequest, request: Request) -> Response:
 # -- execution -------------------------------------------------------------------------------------
 
 
-@router.post("/execute", response_model=ExecuteResponse, responses=_ERRORS)
+@router.post("/execute", response_model=ExecuteResponse, responses=_CREATES)
 async def execute(body: ExecuteRequest, request: Request) -> Response:
     """Run code and answer with the result, before the client's HTTP timeout (``timeout``)."""
     state = state_of(request)
@@ -165,7 +187,7 @@ async def execute(body: ExecuteRequest, request: Request) -> Response:
     return json_model(execute_response(result))
 
 
-@router.post("/execute_async", response_model=AsyncExecuteResponse, responses=_ERRORS)
+@router.post("/execute_async", response_model=AsyncExecuteResponse, responses=_CREATES)
 async def execute_async(body: ExecuteRequest, request: Request) -> Response:
     """Queue code as a task (a job) and answer with its id at once."""
     state = state_of(request)
@@ -180,7 +202,7 @@ async def execute_async(body: ExecuteRequest, request: Request) -> Response:
     )
 
 
-@router.get("/v1/executions/{task_id}", response_model=ExecutionTaskView, responses=_ERRORS)
+@router.get("/v1/executions/{task_id}", response_model=ExecutionTaskView, responses=_LOOKUP)
 async def get_execution(task_id: str, request: Request) -> Response:
     """An async task's state; ``is_complete`` turns true with its output."""
     return json_model(task_view(await state_of(request).jobs.get(task_id)))
@@ -197,11 +219,18 @@ def _basename(filename: str | None) -> str:
     return "" if name in (".", "..") else name
 
 
-@router.post("/upload", response_model=UploadResponse, responses=_ERRORS)
+@router.post("/upload", response_model=UploadResponse, responses=_CREATES)
 async def upload(
     request: Request,
     file: Annotated[UploadFile, File(description="The file; its filename's basename is kept.")],
-    remote_path: Annotated[str, Form(description="Target file path, or a directory (see the module notes).")] = "",
+    remote_path: Annotated[
+        str,
+        Form(
+            max_length=MAX_PATH_CHARS,
+            json_schema_extra={"pattern": r"^[^\x00]*$"},
+            description="Target file path, or a directory (see the module notes).",
+        ),
+    ] = "",
     session_id: Annotated[str | None, Form(description="Session; omitted: the default session.")] = None,
     recursive: Annotated[str, Form(description="Accepted for compatibility; ignored.")] = "false",
 ) -> Response:
@@ -236,10 +265,18 @@ async def upload(
     )
 
 
-@router.post("/download", response_model=DownloadResponse, responses=_ERRORS)
+@router.post("/download", response_model=DownloadResponse, responses=_CREATES)
 async def download(
     request: Request,
-    filename: Annotated[str, Form(description="Path of the file, relative to the session directory.")],
+    filename: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=MAX_PATH_CHARS,
+            json_schema_extra={"pattern": PATH_PATTERN},
+            description="Path of the file, relative to the session directory.",
+        ),
+    ],
     session_id: Annotated[str | None, Form(description="Session; omitted: the default session.")] = None,
 ) -> Response:
     """Return a file of the session directory, base64-encoded in ``content``."""

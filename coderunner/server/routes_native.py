@@ -20,12 +20,13 @@ from coderunner._version import __version__
 from coderunner.errors import CodeRunnerError, InvalidRequestError
 from coderunner.models import FileInfo, SessionInfo
 from coderunner.server.jobs import JobSpec
-from coderunner.server.routes_instavm import json_model, state_of
+from coderunner.server.routes_instavm import error_responses, json_model, state_of
 from coderunner.server.state import ServerState
 from coderunner.server.views import compact_result, execute_response, job_results, job_status
 from coderunner.server.wire import (
+    MAX_PATH_CHARS,
+    PATH_PATTERN,
     CompactResult,
-    ErrorBody,
     ExecuteRequest,
     FileList,
     HealthResponse,
@@ -46,12 +47,19 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": ErrorBody, "description": "Invalid request (the detail says what to fix)."},
-    401: {"model": ErrorBody, "description": "Missing or wrong API key."},
-    404: {"model": ErrorBody, "description": "Unknown session, job or file."},
-    422: {"model": ErrorBody, "description": "A field has the wrong type or is out of range."},
-}
+_ERRORS = error_responses(400, 401, 404, 422)
+_CREATES = error_responses(400, 401, 404, 408, 413, 422, 429, 503)
+_UPLOAD = error_responses(400, 401, 404, 408, 413, 422)
+_LOOKUP = error_responses(401, 404)
+_STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
+
+
+def _path_query(description: str) -> Any:
+    return Query(
+        min_length=1, max_length=MAX_PATH_CHARS, json_schema_extra={"pattern": PATH_PATTERN}, description=description
+    )
+
+
 _CHECK_TIMEOUT = 2.0
 _KERNEL_MODULES: dict[str, tuple[str, str] | None] = {
     "python": None,
@@ -99,6 +107,9 @@ async def health(request: Request) -> Response:
     disk_path = state.settings.runtime_dir if os.path.isdir(state.settings.runtime_dir) else os.getcwd()
     backend_check["name"] = state.backend.name
     db_check["path"] = state.jobs.store.path
+    store = state.jobs.store_health()  # readable is not enough: a full disk refuses the writes
+    if store["status"] != "ok" and db_check["status"] == "ok":
+        db_check.update(status="degraded", detail=store["reason"] or "job records wait in memory to be written")
     return json_model(
         HealthResponse(
             status="ok" if backend_check["status"] == db_check["status"] == "ok" else "degraded",
@@ -109,6 +120,7 @@ async def health(request: Request) -> Response:
             active_sessions=None if sessions is None else len(sessions),
             jobs={
                 **(counts or {}),
+                **store,
                 "active_in_this_server": state.jobs.active_count,
                 "max_running": state.jobs.max_jobs,
             },
@@ -135,7 +147,7 @@ def _available(state: ServerState, language: str) -> bool | None:
     return importlib.util.find_spec(module) is not None and shutil.which(binary) is not None
 
 
-@router.get("/languages", response_model=LanguagesResponse, tags=["server"])
+@router.get("/languages", response_model=LanguagesResponse, responses=error_responses(401), tags=["server"])
 async def languages(request: Request) -> Response:
     """Languages the server runs, with the aliases requests may use."""
     state = state_of(request)
@@ -160,7 +172,7 @@ def _line(event: dict[str, Any]) -> str:
 @router.post(
     "/execute/stream",
     responses={
-        **_ERRORS,
+        **_CREATES,
         200: {
             "content": {"application/x-ndjson": {}},
             "description": "One JSON object per line: {type: stdout|stderr, text} as output is produced, then "
@@ -223,7 +235,7 @@ async def execute_stream(body: ExecuteRequest, request: Request) -> Response:
 # -- sessions --------------------------------------------------------------------------------------
 
 
-@router.post("/sessions", response_model=SessionInfo, status_code=201, responses=_ERRORS, tags=["sessions"])
+@router.post("/sessions", response_model=SessionInfo, status_code=201, responses=_CREATES, tags=["sessions"])
 async def create_session(body: SessionCreateRequest, request: Request) -> Response:
     """Create a session: its own interpreters, directory and state."""
     info = await state_of(request).create_session(
@@ -232,26 +244,26 @@ async def create_session(body: SessionCreateRequest, request: Request) -> Respon
     return json_model(info, status_code=201)
 
 
-@router.get("/sessions", response_model=SessionList, responses=_ERRORS, tags=["sessions"])
+@router.get("/sessions", response_model=SessionList, responses=error_responses(401, 503), tags=["sessions"])
 async def list_sessions(request: Request) -> Response:
     """Every live session."""
     return json_model(SessionList(sessions=await state_of(request).backend.list_sessions()))
 
 
-@router.get("/sessions/{session_id}", response_model=SessionInfo, responses=_ERRORS, tags=["sessions"])
+@router.get("/sessions/{session_id}", response_model=SessionInfo, responses=_LOOKUP, tags=["sessions"])
 async def get_session(session_id: str, request: Request) -> Response:
     """Describe a live session."""
     return json_model(await state_of(request).backend.get_session(session_id))
 
 
-@router.delete("/sessions/{session_id}", response_model=KillResponse, responses=_ERRORS, tags=["sessions"])
+@router.delete("/sessions/{session_id}", response_model=KillResponse, responses=_LOOKUP, tags=["sessions"])
 async def delete_session(session_id: str, request: Request) -> Response:
     """Close a session."""
     await state_of(request).close_session(session_id)
     return json_model(KillResponse(session_id=session_id))
 
 
-@router.post("/sessions/{session_id}/interrupt", response_model=InterruptResponse, responses=_ERRORS, tags=["sessions"])
+@router.post("/sessions/{session_id}/interrupt", response_model=InterruptResponse, responses=_LOOKUP, tags=["sessions"])
 async def interrupt_session(session_id: str, request: Request) -> Response:
     """Interrupt what runs in a session (state is kept); ``interrupted`` is false when nothing ran."""
     interrupted = await state_of(request).backend.interrupt(session_id)
@@ -260,7 +272,7 @@ async def interrupt_session(session_id: str, request: Request) -> Response:
 
 @router.get("/sessions/{session_id}/files", response_model=FileList, responses=_ERRORS, tags=["files"])
 async def list_files(
-    session_id: str, request: Request, path: Annotated[str, Query(description="Directory to list.")] = "."
+    session_id: str, request: Request, path: Annotated[str, _path_query("Directory to list.")] = "."
 ) -> Response:
     """List a directory of the session (not recursive), folders first."""
     files = await state_of(request).backend.list_files(session_id, path)
@@ -272,17 +284,15 @@ async def list_files(
     responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."}},
     tags=["files"],
 )
-async def read_file(
-    session_id: str, request: Request, path: Annotated[str, Query(description="File to read.")]
-) -> Response:
+async def read_file(session_id: str, request: Request, path: Annotated[str, _path_query("File to read.")]) -> Response:
     """The raw bytes of a file of the session."""
     data = await state_of(request).backend.download_file(session_id, path)
     return Response(data, media_type="application/octet-stream")
 
 
-@router.put("/sessions/{session_id}/files/content", response_model=FileInfo, responses=_ERRORS, tags=["files"])
+@router.put("/sessions/{session_id}/files/content", response_model=FileInfo, responses=_UPLOAD, tags=["files"])
 async def write_file(
-    session_id: str, request: Request, path: Annotated[str, Query(description="File to write.")]
+    session_id: str, request: Request, path: Annotated[str, _path_query("File to write.")]
 ) -> Response:
     """Write the raw request body to a file of the session (parents are created)."""
     data = await request.body()
@@ -292,7 +302,7 @@ async def write_file(
 # -- jobs ------------------------------------------------------------------------------------------
 
 
-@router.post("/jobs", response_model=JobStatusView, status_code=202, responses=_ERRORS, tags=["jobs"])
+@router.post("/jobs", response_model=JobStatusView, status_code=202, responses=_CREATES, tags=["jobs"])
 async def create_job(body: JobCreateRequest, request: Request) -> Response:
     """Queue code as a background job; answers at once with its id and status 'pending'."""
     record = await state_of(request).jobs.submit(
@@ -310,36 +320,37 @@ async def create_job(body: JobCreateRequest, request: Request) -> Response:
     return json_model(job_status(record), status_code=202)
 
 
-@router.get("/jobs", response_model=JobList, responses=_ERRORS, tags=["jobs"])
+@router.get("/jobs", response_model=JobList, responses=error_responses(400, 401, 422), tags=["jobs"])
 async def list_jobs(
     request: Request,
-    status: Annotated[str | None, Query(description="Only jobs with this status.")] = None,
+    status: Annotated[
+        str | None, Query(description="Only jobs with this status.", json_schema_extra={"enum": list(_STATUSES)})
+    ] = None,
     session_id: Annotated[str | None, Query(description="Only jobs of this session.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 50,
 ) -> Response:
     """Jobs and async tasks, newest first."""
-    valid = ("pending", "running", "completed", "failed", "timeout", "cancelled")
-    if status is not None and status not in valid:
-        raise InvalidRequestError(f"Unknown status {status!r}; use one of: {', '.join(valid)}.")
+    if status is not None and status not in _STATUSES:
+        raise InvalidRequestError(f"Unknown status {status!r}; use one of: {', '.join(_STATUSES)}.")
     records = await state_of(request).jobs.list(status, session_id, limit)
     views = [job_status(r) for r in records]
     return json_model(JobList(jobs=views, count=len(views)))
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatusView, responses=_ERRORS, tags=["jobs"])
-@router.get("/jobs/{job_id}/status", response_model=JobStatusView, responses=_ERRORS, tags=["jobs"])
+@router.get("/jobs/{job_id}", response_model=JobStatusView, responses=_LOOKUP, tags=["jobs"])
+@router.get("/jobs/{job_id}/status", response_model=JobStatusView, responses=_LOOKUP, tags=["jobs"])
 async def get_job_status(job_id: str, request: Request) -> Response:
     """A job's status and timestamps."""
     return json_model(job_status(await state_of(request).jobs.get(job_id)))
 
 
-@router.get("/jobs/{job_id}/results", response_model=JobResults, responses=_ERRORS, tags=["jobs"])
+@router.get("/jobs/{job_id}/results", response_model=JobResults, responses=_LOOKUP, tags=["jobs"])
 async def get_job_results(job_id: str, request: Request) -> Response:
     """Everything a job produced (output fields are empty until it finished)."""
     return json_model(job_results(await state_of(request).jobs.get(job_id)))
 
 
-@router.delete("/jobs/{job_id}", response_model=JobStatusView, responses=_ERRORS, tags=["jobs"])
+@router.delete("/jobs/{job_id}", response_model=JobStatusView, responses=error_responses(401, 404, 422), tags=["jobs"])
 async def cancel_job(
     job_id: str,
     request: Request,
@@ -353,7 +364,7 @@ async def cancel_job(
     return json_model(job_status(record))
 
 
-@router.get("/results/{job_id}", response_model=CompactResult, responses=_ERRORS, tags=["jobs"])
+@router.get("/results/{job_id}", response_model=CompactResult, responses=_LOOKUP, tags=["jobs"])
 async def get_compact_result(job_id: str, request: Request) -> Response:
     """The short form: status, stdout, stderr and the absolute paths of files created or modified."""
     return json_model(compact_result(await state_of(request).jobs.get(job_id)))

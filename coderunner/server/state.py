@@ -152,7 +152,14 @@ class ServerState:
         memory_mb: int | None = None,
         vcpu_count: int | None = None,
     ) -> SessionInfo:
-        """Create a session on the backend and remember it in the ledger."""
+        """Create a session on the backend and remember it in the ledger.
+
+        Raises:
+            InvalidRequestError: ``lifetime`` or ``idle_timeout`` is not in (0, 30 days]; the wire models
+                already refuse that (422), this guards every other caller.
+        """
+        lifetime = _core.validate_duration(lifetime, "lifetime")
+        idle_timeout = _core.validate_duration(idle_timeout, "idle_timeout")
         info = await self.backend.create_session(
             _core.normalize_language(language),
             env=env,

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 from pydantic_core import PydanticSerializationError
 
+from coderunner import _core
 from coderunner.browser.models import BrowserSessionInfo, ExtractedElement
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskStatus
 
 __all__ = [
+    "MAX_PATH_CHARS",
+    "NOT_BLANK",
+    "PATH_PATTERN",
     "AsyncExecuteResponse",
     "BrowserClickRequest",
     "BrowserCloseResponse",
@@ -34,6 +38,7 @@ __all__ = [
     "BrowserSessionRequest",
     "BrowserTypeRequest",
     "BrowserWaitRequest",
+    "ClipRegion",
     "CompactResult",
     "DownloadResponse",
     "ErrorBody",
@@ -79,6 +84,66 @@ WIRE_MAX_TIMEOUT = 600
 """Largest ``timeout`` the InstaVM routes accept, in seconds."""
 JOB_MAX_TIMEOUT = 86_400
 """Largest ``timeout`` of a job, in seconds."""
+
+# -- field rules the OpenAPI document states (so a schema-valid request is never a 422) ---------------
+
+_SPACE = r"\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Python's str.isspace() set, spelled out: regex engines disagree on what \s covers.
+NOT_BLANK = f"[^{_SPACE}]"
+"""Pattern (unanchored) of a string with at least one non-whitespace character."""
+MAX_PATH_CHARS = 4096
+"""Longest file path the file routes accept (Linux's PATH_MAX); each part must also fit in 255 bytes."""
+PATH_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+"""Pattern of a file path: not blank, no NUL byte."""
+_ENV_NAME = r"^[^=\x00]+$"
+_NO_NUL = r"^[^\x00]*$"
+_LANGUAGE_NAMES = sorted(_core._ALIASES)
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 5.0 as an integer; strict mode still refuses strings and booleans.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _env_names(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    for key, item in (value or {}).items():
+        if not key or "=" in key or "\x00" in key:
+            raise ValueError(
+                f"environment variable name {key!r} is not allowed: it must be non-empty, without '=' or NUL"
+            )
+        if isinstance(item, str) and "\x00" in item:
+            raise ValueError(f"environment variable {key!r} contains a NUL byte")
+    return value
+
+
+WireInt = Annotated[int, BeforeValidator(_integral)]
+"""An integer that also accepts an integral JSON number such as ``5.0``."""
+# Optional WireInts carry their bounds inside: on the outside pydantic would write them into the
+# OpenAPI document as non-standard "ge"/"le" keys.
+_PositiveInt = Annotated[Annotated[int, Strict(), Field(ge=1)], BeforeValidator(_integral)]
+_Quality = Annotated[Annotated[int, Strict(), Field(ge=0, le=100)], BeforeValidator(_integral)]
+EnvVars = Annotated[
+    dict[str, str],
+    AfterValidator(_env_names),
+    Field(
+        json_schema_extra={
+            "propertyNames": {"pattern": _ENV_NAME},
+            "additionalProperties": {"type": "string", "pattern": _NO_NUL},
+        }
+    ),
+]
+"""Environment variables: names non-empty without ``=`` or NUL, values without NUL."""
+LooseEnvVars = Annotated[
+    dict[str, Any],
+    AfterValidator(_env_names),
+    Field(json_schema_extra={"propertyNames": {"pattern": _ENV_NAME}}),
+]
+"""Environment variables whose values are turned into strings (the InstaVM SDK may send numbers)."""
+_LANGUAGE: dict[str, Any] = {"enum": _LANGUAGE_NAMES}
+_LANGUAGE_OR_NULL: dict[str, Any] = {"enum": [*_LANGUAGE_NAMES, None]}
+# Checked by validate_code (400, naming the rule): pydantic's own length check would hide a lone
+# surrogate's clearer message.
+_CODE: dict[str, Any] = {"pattern": NOT_BLANK, "maxLength": _core.MAX_CODE_CHARS}
 
 
 def _encodable(value: Any) -> bool:
@@ -130,20 +195,28 @@ class WireSessionRequest(_Request):
     """``POST /v1/sessions/session``: start a session (InstaVM's 'VM')."""
 
     api_key: str | None = Field(default=None, description="The API key (InstaVM sends it here, not in a header).")
-    vm_lifetime_seconds: int = Field(
+    vm_lifetime_seconds: WireInt = Field(
         default=300, ge=20, le=86_400, strict=True, description="Seconds until the session expires (20..86400)."
     )
-    memory_mb: int | None = Field(
-        default=None, ge=1, strict=True, description="Requested memory; recorded, enforced only by isolating backends."
+    memory_mb: _PositiveInt | None = Field(
+        default=None, description="Requested memory; recorded, enforced only by isolating backends."
     )
-    vcpu_count: int | None = Field(
-        default=None, ge=1, strict=True, description="Requested vCPUs; recorded, enforced only by isolating backends."
+    vcpu_count: _PositiveInt | None = Field(
+        default=None, description="Requested vCPUs; recorded, enforced only by isolating backends."
     )
     metadata: dict[str, Any] | None = Field(default=None, description="Labels; values are stored as strings.")
-    env: dict[str, Any] | None = Field(default=None, description="Environment variables; values become strings.")
-    language: str = Field(default="python", description="coderunner extension: the session's default language.")
+    env: LooseEnvVars | None = Field(default=None, description="Environment variables; values become strings.")
+    language: str = Field(
+        default="python",
+        json_schema_extra=_LANGUAGE,
+        description="coderunner extension: the session's default language.",
+    )
     idle_timeout: float | None = Field(
-        default=None, gt=0, strict=True, description="coderunner extension: seconds of inactivity before expiry."
+        default=None,
+        gt=0,
+        le=_core.MAX_SESSION_SECONDS,
+        strict=True,
+        description="coderunner extension: seconds of inactivity before expiry (at most 30 days).",
     )
 
 
@@ -204,13 +277,36 @@ class KillResponse(_Response):
 class ExecuteRequest(_Request):
     """``POST /execute`` and ``POST /execute_async``."""
 
-    command: str | None = Field(default=None, strict=True, description="The code to run (InstaVM's name).")
-    code: str | None = Field(default=None, strict=True, description="Alias of command.")
+    # Exactly one of command/code: they are aliases.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["code"], "properties": {"code": {"type": "string"}}},
+            ]
+        }
+    )
+
+    command: str | None = Field(
+        default=None,
+        strict=True,
+        json_schema_extra=_CODE,
+        description="The code to run (InstaVM's name); not blank.",
+    )
+    code: str | None = Field(
+        default=None,
+        strict=True,
+        json_schema_extra=_CODE,
+        description="Alias of command.",
+    )
     session_id: str | None = Field(
         default=None, strict=True, description="Session to run in; omitted: the server's default session."
     )
     language: str | None = Field(
-        default=None, strict=True, description="python (default), bash, javascript or an alias."
+        default=None,
+        strict=True,
+        json_schema_extra=_LANGUAGE_OR_NULL,
+        description="python (default), bash, javascript or an alias.",
     )
     timeout: float | None = Field(
         default=None,
@@ -224,7 +320,7 @@ class ExecuteRequest(_Request):
     def _one_source(self) -> ExecuteRequest:
         if self.command is None and self.code is None:
             raise ValueError("missing the code to run: send it as 'command' (or 'code')")
-        if self.command is not None and self.code is not None and self.command != self.code:
+        if self.command is not None and self.code is not None:
             raise ValueError("'command' and 'code' are aliases; send only one of them")
         return self
 
@@ -303,10 +399,24 @@ class DownloadResponse(_Response):
 class SessionCreateRequest(_Request):
     """``POST /sessions``: coderunner's own session creation (key in the header only)."""
 
-    language: str = Field(default="python", strict=True, description="Default language of the session.")
-    env: dict[str, str] | None = Field(default=None, description="Environment variables.")
-    lifetime: float | None = Field(default=None, gt=0, strict=True, description="Hard lifetime in seconds.")
-    idle_timeout: float | None = Field(default=None, gt=0, strict=True, description="Idle expiry in seconds.")
+    language: str = Field(
+        default="python", strict=True, json_schema_extra=_LANGUAGE, description="Default language of the session."
+    )
+    env: EnvVars | None = Field(default=None, description="Environment variables.")
+    lifetime: float | None = Field(
+        default=None,
+        gt=0,
+        le=_core.MAX_SESSION_SECONDS,
+        strict=True,
+        description="Hard lifetime in seconds (at most 30 days).",
+    )
+    idle_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=_core.MAX_SESSION_SECONDS,
+        strict=True,
+        description="Idle expiry in seconds (at most 30 days).",
+    )
     metadata: dict[str, str] | None = Field(default=None, description="Labels.")
 
 
@@ -341,18 +451,24 @@ class HealthResponse(_Response):
     uptime_seconds: float = Field(description="Seconds since the server started.")
     started_at: datetime = Field(description="When the server started (UTC).")
     active_sessions: int | None = Field(description="Live sessions (None if the backend did not answer).")
-    jobs: dict[str, int] = Field(description="Job counts by status.")
+    jobs: dict[str, int | str | None] = Field(
+        description="Job counts by status, plus the job store's own state: 'status' ('ok', or 'degraded' while "
+        "the store refuses writes, e.g. a full disk), 'reason' and 'unsaved' (job records kept in memory until "
+        "they can be written)."
+    )
     totals: dict[str, int] = Field(description="Counters since start: executions, sessions_created, jobs_submitted.")
     host: dict[str, Any] = Field(description="Host CPU, memory and disk figures.")
-    checks: dict[str, dict[str, Any]] = Field(description="Per-component checks: {status: ok|error, detail}.")
+    checks: dict[str, dict[str, Any]] = Field(description="Per-component checks: {status: ok|degraded|error, detail}.")
     auth_required: bool = Field(description="Whether routes other than /health need X-API-Key.")
 
 
 class JobCreateRequest(_Request):
     """``POST /jobs``: run code in the background with a persistent record."""
 
-    code: str = Field(strict=True, description="The code to run.")
-    language: str = Field(default="python", strict=True, description="python, bash, javascript or an alias.")
+    code: str = Field(strict=True, json_schema_extra=_CODE, description="The code to run; not blank.")
+    language: str = Field(
+        default="python", strict=True, json_schema_extra=_LANGUAGE, description="python, bash, javascript or an alias."
+    )
     timeout: float | None = Field(
         default=None, gt=0, le=JOB_MAX_TIMEOUT, strict=True, description="Seconds (default: the server's)."
     )
@@ -365,8 +481,14 @@ class JobCreateRequest(_Request):
     )
     environment_variables: dict[str, str] | None = Field(
         default=None,
-        description="Extra environment variables. In the job's own session they are set at start; in an existing "
-        "session (python, bash) they are exported before the code runs and stay set there.",
+        # Names become shell `export` lines: POSIX identifiers only (checked by the job manager, 400).
+        json_schema_extra={
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": {"type": "string", "pattern": _NO_NUL},
+        },
+        description="Extra environment variables (names are POSIX identifiers). In the job's own session they are "
+        "set at start; in an existing session (python, bash) they are exported before the code runs and stay set "
+        "there.",
     )
     metadata: dict[str, Any] | None = Field(default=None, description="Your labels, returned with the job.")
     session_id: str | None = Field(
@@ -398,7 +520,11 @@ class JobStatusView(_Response):
     started_at: datetime | None = Field(default=None, description="Start time (UTC).")
     finished_at: datetime | None = Field(default=None, description="End time (UTC).")
     cancel_requested: bool = Field(default=False, description="True after DELETE /jobs/{id}.")
-    error_message: str | None = Field(default=None, description="Why it could not run, or why it failed.")
+    error_message: str | None = Field(
+        default=None,
+        description="Why it could not run, or why it failed; while pending, what it waits for (e.g. room for its "
+        "session when the server is at max_sessions).",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Your labels.")
 
 
@@ -452,16 +578,45 @@ class SessionList(_Response):
 
 _MAX_BROWSER_WAIT_MS = 600_000
 """Longest wait a browser request may ask for (10 minutes), so one call cannot hold a page for ever."""
+_MAX_USER_AGENT = 4096
+_ELEMENT_CONDITIONS = ("visible", "hidden", "attached", "detached")
+_WAIT_CONDITIONS = (*_ELEMENT_CONDITIONS, "load", "domcontentloaded", "networkidle")
+_SELECTOR: dict[str, Any] = {"pattern": NOT_BLANK}
+# A scheme and '://', about:blank, or a data: URL with its comma (about: and data: need no slashes).
+_URL = r"^[A-Za-z][A-Za-z0-9+.\-]*://|^[Aa][Bb][Oo][Uu][Tt]:[Bb][Ll][Aa][Nn][Kk]$|^[Dd][Aa][Tt][Aa]:[^,]*,"
+_UA_CHAR = r"[^\x00-\x08\x0a-\x1f\x7f]"
+_UA_SOLID = r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_USER_AGENT = f"^{_UA_CHAR}*{_UA_SOLID}{_UA_CHAR}*$"
+
+
+def _user_agent(value: str) -> str:
+    # Chromium refuses a User-Agent with line breaks or NUL (a 503 from deep inside the browser before).
+    if any(c != "\t" and (c < " " or c == "\x7f") for c in value):
+        raise ValueError("'user_agent' must be printable text: control characters (other than tab) are not allowed")
+    if not value.strip():
+        raise ValueError("'user_agent' must not be blank; omit it to keep the browser's own")
+    return value
 
 
 class BrowserSessionRequest(_Request):
     """``POST /v1/browser/sessions/``: open an isolated browser session."""
 
-    viewport_width: int = Field(default=1920, ge=1, le=10_000, strict=True, description="Page width in CSS pixels.")
-    viewport_height: int = Field(default=1080, ge=1, le=10_000, strict=True, description="Page height in CSS pixels.")
-    user_agent: str | None = Field(default=None, strict=True, description="User-Agent override.")
+    viewport_width: WireInt = Field(default=1920, ge=1, le=10_000, strict=True, description="Page width in CSS pixels.")
+    viewport_height: WireInt = Field(
+        default=1080, ge=1, le=10_000, strict=True, description="Page height in CSS pixels."
+    )
+    user_agent: Annotated[str, AfterValidator(_user_agent)] | None = Field(
+        default=None,
+        strict=True,
+        max_length=_MAX_USER_AGENT,
+        json_schema_extra={"pattern": _USER_AGENT},
+        description="User-Agent override: printable text, not blank (no control characters but tab).",
+    )
     idle_timeout: float | None = Field(
-        default=None, gt=0, description="coderunner extension: seconds of inactivity before the session closes."
+        default=None,
+        gt=0,
+        le=_core.MAX_SESSION_SECONDS,
+        description="coderunner extension: seconds of inactivity before the session closes (at most 30 days).",
     )
 
 
@@ -482,9 +637,11 @@ class BrowserCloseResponse(_Response):
 class BrowserNavigateRequest(_Request):
     """``POST /v1/browser/interactions/navigate``; without ``session_id`` (local mode) the default session."""
 
-    url: str = Field(min_length=1, strict=True, description="The URL to open.")
+    url: str = Field(
+        min_length=1, strict=True, json_schema_extra={"pattern": _URL}, description="The URL to open (with its scheme)."
+    )
     wait_timeout: float = Field(
-        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the load event."
+        default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the load event."
     )
     session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
 
@@ -492,42 +649,63 @@ class BrowserNavigateRequest(_Request):
 class BrowserClickRequest(_Request):
     """``POST /v1/browser/interactions/click``."""
 
-    selector: str = Field(min_length=1, strict=True, description="CSS (or Playwright) selector of the element.")
+    selector: str = Field(
+        min_length=1,
+        strict=True,
+        json_schema_extra=_SELECTOR,
+        description="CSS (or Playwright) selector of the element.",
+    )
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
     force: bool = Field(default=False, strict=True, description="Skip the actionability checks.")
     timeout: float = Field(
-        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+        default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
     )
 
 
 class BrowserTypeRequest(_Request):
     """``POST /v1/browser/interactions/type``."""
 
-    selector: str = Field(min_length=1, strict=True, description="Selector of the element to type into.")
+    selector: str = Field(
+        min_length=1, strict=True, json_schema_extra=_SELECTOR, description="Selector of the element to type into."
+    )
     text: str = Field(strict=True, description="The text, typed key by key.")
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
     delay: float = Field(default=100, ge=0, le=10_000, description="Milliseconds between key presses.")
     timeout: float = Field(
-        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+        default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
     )
 
 
 class BrowserFillRequest(_Request):
     """``POST /v1/browser/interactions/fill``."""
 
-    selector: str = Field(min_length=1, strict=True, description="Selector of the form field.")
+    selector: str = Field(
+        min_length=1, strict=True, json_schema_extra=_SELECTOR, description="Selector of the form field."
+    )
     value: str = Field(strict=True, description="The new value.")
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
     timeout: float = Field(
-        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
+        default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for the element."
     )
 
 
 class BrowserScrollRequest(_Request):
     """``POST /v1/browser/interactions/scroll``: an element into view, or the page to x/y."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["selector"], "properties": {"selector": {"type": "string"}}},
+                {"required": ["x"], "properties": {"x": {"type": "number"}}},
+                {"required": ["y"], "properties": {"y": {"type": "number"}}},
+            ]
+        }
+    )
+
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
-    selector: str | None = Field(default=None, strict=True, description="Element to scroll into view.")
+    selector: str | None = Field(
+        default=None, strict=True, json_schema_extra=_SELECTOR, description="Element to scroll into view."
+    )
     x: float | None = Field(default=None, description="Horizontal page offset in CSS pixels.")
     y: float | None = Field(default=None, description="Vertical page offset in CSS pixels.")
 
@@ -535,22 +713,52 @@ class BrowserScrollRequest(_Request):
 class BrowserWaitRequest(_Request):
     """``POST /v1/browser/interactions/wait``."""
 
+    # visible, hidden, attached and detached are about an element: they need a selector.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"condition": {"enum": list(_ELEMENT_CONDITIONS)}}, "required": ["condition"]},
+            "then": {"properties": {"selector": {"type": "string"}}, "required": ["selector"]},
+        }
+    )
+
     condition: str = Field(
-        min_length=1, strict=True, description="visible, hidden (with a selector), load or networkidle."
+        min_length=1,
+        strict=True,
+        json_schema_extra={"enum": list(_WAIT_CONDITIONS)},
+        description="visible, hidden, attached or detached (with a selector); load, domcontentloaded or networkidle.",
     )
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
-    selector: str | None = Field(default=None, strict=True, description="The element, for visible/hidden.")
-    timeout: float = Field(default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait.")
+    selector: str | None = Field(
+        default=None, strict=True, json_schema_extra=_SELECTOR, description="The element, for an element condition."
+    )
+    timeout: float = Field(default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait.")
+
+
+class ClipRegion(_Request):
+    """A region of the page in CSS pixels."""
+
+    x: float = Field(description="Left edge.")
+    y: float = Field(description="Top edge.")
+    width: float = Field(gt=0, description="Width (positive).")
+    height: float = Field(gt=0, description="Height (positive).")
 
 
 class BrowserScreenshotRequest(_Request):
     """``POST /v1/browser/interactions/screenshot``."""
 
+    # quality is a JPEG setting: with it, format must say jpeg.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"quality": {"type": "integer"}}, "required": ["quality"]},
+            "then": {"properties": {"format": {"const": "jpeg"}}, "required": ["format"]},
+        }
+    )
+
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
     full_page: bool = Field(default=True, strict=True, description="Capture the whole page, not only the viewport.")
     format: Literal["png", "jpeg"] = Field(default="png", description="Image format.")
-    clip: dict[str, float] | None = Field(default=None, description="Region {x, y, width, height} in CSS pixels.")
-    quality: int | None = Field(default=None, ge=0, le=100, strict=True, description="JPEG quality (0..100).")
+    clip: ClipRegion | None = Field(default=None, description="Region {x, y, width, height} in CSS pixels.")
+    quality: _Quality | None = Field(default=None, description="JPEG quality (0..100); only with format 'jpeg'.")
 
 
 class BrowserScreenshotResponse(_Response):
@@ -565,8 +773,12 @@ class BrowserExtractRequest(_Request):
     """``POST /v1/browser/interactions/extract``."""
 
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
-    selector: str | None = Field(default=None, strict=True, description="Elements to read (default: the body).")
-    attributes: list[str] | None = Field(default=None, description="Attributes to read (default: all).")
+    selector: str | None = Field(
+        default=None, strict=True, json_schema_extra=_SELECTOR, description="Elements to read (default: the body)."
+    )
+    attributes: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, description="Attribute names to read (default: all)."
+    )
 
 
 class BrowserExtractResponse(_Response):
@@ -585,10 +797,16 @@ class BrowserContentRequest(_Request):
     """
 
     session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
-    url: str | None = Field(default=None, strict=True, description="Open this URL first (local mode requires it).")
+    url: str | None = Field(
+        default=None,
+        strict=True,
+        min_length=1,
+        json_schema_extra={"pattern": _URL},
+        description="Open this URL first (local mode requires it).",
+    )
     include_interactive: bool = Field(default=True, strict=True, description="List links, buttons and fields.")
     include_anchors: bool = Field(default=True, strict=True, description="Map text snippets to selectors.")
-    max_anchors: int = Field(default=50, ge=0, le=1000, strict=True, description="Most anchors returned.")
+    max_anchors: WireInt = Field(default=50, ge=0, le=1000, strict=True, description="Most anchors returned.")
     wait_timeout: float = Field(
-        default=30_000, ge=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for ``url`` to load."
+        default=30_000, gt=0, le=_MAX_BROWSER_WAIT_MS, description="Milliseconds to wait for ``url`` to load."
     )
