@@ -98,6 +98,8 @@ PATH_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 _ENV_NAME = r"^[^=\x00]+$"
 _NO_NUL = r"^[^\x00]*$"
 _LANGUAGE_NAMES = sorted(_core._ALIASES)
+# A session (or browser session) that ends within a second of its creation is a typo, not a plan.
+_MIN_SESSION_SECONDS = 1
 
 
 def _integral(value: Any) -> Any:
@@ -213,10 +215,10 @@ class WireSessionRequest(_Request):
     )
     idle_timeout: float | None = Field(
         default=None,
-        gt=0,
+        ge=_MIN_SESSION_SECONDS,
         le=_core.MAX_SESSION_SECONDS,
         strict=True,
-        description="coderunner extension: seconds of inactivity before expiry (at most 30 days).",
+        description="coderunner extension: seconds of inactivity before expiry (1 s to 30 days).",
     )
 
 
@@ -405,17 +407,17 @@ class SessionCreateRequest(_Request):
     env: EnvVars | None = Field(default=None, description="Environment variables.")
     lifetime: float | None = Field(
         default=None,
-        gt=0,
+        ge=_MIN_SESSION_SECONDS,
         le=_core.MAX_SESSION_SECONDS,
         strict=True,
-        description="Hard lifetime in seconds (at most 30 days).",
+        description="Hard lifetime in seconds (1 s to 30 days).",
     )
     idle_timeout: float | None = Field(
         default=None,
-        gt=0,
+        ge=_MIN_SESSION_SECONDS,
         le=_core.MAX_SESSION_SECONDS,
         strict=True,
-        description="Idle expiry in seconds (at most 30 days).",
+        description="Idle expiry in seconds (1 s to 30 days).",
     )
     metadata: dict[str, str] | None = Field(default=None, description="Labels.")
 
@@ -614,9 +616,9 @@ class BrowserSessionRequest(_Request):
     )
     idle_timeout: float | None = Field(
         default=None,
-        gt=0,
+        ge=_MIN_SESSION_SECONDS,
         le=_core.MAX_SESSION_SECONDS,
-        description="coderunner extension: seconds of inactivity before the session closes (at most 30 days).",
+        description="coderunner extension: seconds of inactivity before the session closes (1 s to 30 days).",
     )
 
 

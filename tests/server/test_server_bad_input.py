@@ -45,13 +45,14 @@ def _rule(response: httpx.Response, status: int, *needles: str) -> dict[str, Any
         ("/sessions", {"lifetime": THIRTY_DAYS + 1}, "lifetime"),
         ("/v1/sessions/session", {"idle_timeout": 1e12}, "idle_timeout"),
         ("/v1/browser/sessions", {"idle_timeout": 1e12}, "idle_timeout"),
+        ("/v1/browser/sessions", {"idle_timeout": 1e-300}, "idle_timeout"),
     ],
 )
 def test_absurd_session_durations_are_422_naming_the_bound(
     http: httpx.Client, path: str, body: dict[str, Any], field: str
 ) -> None:
-    """``{"lifetime": 1e12}`` was a 500 (a datetime overflow in the engine); now a 422 that says 30 days."""
-    _rule(http.post(path, json=body), 422, f"'{field}'", str(THIRTY_DAYS))
+    """``{"lifetime": 1e12}`` was a 500 (a datetime overflow in the engine); now a 422 naming the bound."""
+    _rule(http.post(path, json=body), 422, f"'{field}'", "1" if body[field] < 1 else str(THIRTY_DAYS))
 
 
 def test_thirty_days_is_still_accepted(http: httpx.Client) -> None:
@@ -115,7 +116,7 @@ def test_openapi_states_the_bounds_and_the_errors(http: httpx.Client) -> None:
         return field
 
     lifetime = prop("SessionCreateRequest", "lifetime")["anyOf"][0]
-    assert lifetime["maximum"] == THIRTY_DAYS and lifetime["exclusiveMinimum"] == 0
+    assert lifetime["maximum"] == THIRTY_DAYS and lifetime["minimum"] == 1
     assert prop("WireSessionRequest", "idle_timeout")["anyOf"][0]["maximum"] == THIRTY_DAYS
     assert prop("WireSessionRequest", "vcpu_count")["anyOf"][0]["minimum"] == 1  # not pydantic's raw "ge"
     assert "python" in prop("SessionCreateRequest", "language")["enum"]
