@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from coderunner.models import ErrorInfo
 
-__all__ = ["Kernel", "KernelReply", "OutputSink"]
+__all__ = ["Kernel", "KernelReply", "NullSink", "OutputSink"]
 
 
 class OutputSink(Protocol):
@@ -34,6 +34,19 @@ class OutputSink(Protocol):
         self, kind: Literal["display_data", "execute_result"], data: dict[str, Any], metadata: dict[str, Any]
     ) -> None:
         """Record a rich output (MIME bundle)."""
+
+
+class NullSink:
+    """An output sink that drops everything (for the engine's own code run in a kernel)."""
+
+    def stdout(self, text: str) -> None:
+        """Drop stdout."""
+
+    def stderr(self, text: str) -> None:
+        """Drop stderr."""
+
+    def display(self, kind: Any, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Drop a rich output."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from coderunner._core import strip_ansi
 from coderunner.engine import python_hooks
-from coderunner.engine.base import Kernel, KernelReply, OutputSink
+from coderunner.engine.base import Kernel, KernelReply, NullSink, OutputSink
 from coderunner.engine.output import MAX_SPILL_BYTES, CappedSink, escape_surrogates
 from coderunner.errors import BackendError
 from coderunner.models import ErrorInfo
@@ -114,7 +114,7 @@ class PythonKernel(Kernel):
         except Exception as exc:  # any failure to start is an engine failure, not user error
             await self.shutdown()
             raise BackendError(f"The Python kernel did not start: {exc}") from exc
-        reply = await self.execute(_SETUP_CODE, _NullSink(), silent=True)
+        reply = await self.execute(_SETUP_CODE, NullSink(), silent=True)
         if reply.error is not None:
             await self.shutdown()
             raise BackendError(f"The Python kernel could not be prepared: {reply.error}")
@@ -127,7 +127,7 @@ class PythonKernel(Kernel):
             f"__cr_os.environ.update({json.dumps(dict(env))})\n"
             "del __cr_os, __cr_sys\n"
         )
-        reply = await self.execute(code, _NullSink(), silent=True)
+        reply = await self.execute(code, NullSink(), silent=True)
         if reply.died or reply.error is not None:
             raise BackendError(f"Could not prepare the Python kernel: {reply.error or 'it died'}")
 
@@ -255,17 +255,6 @@ class PythonKernel(Kernel):
         if proc is not None:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=2)
-
-
-class _NullSink:
-    def stdout(self, text: str) -> None:
-        pass
-
-    def stderr(self, text: str) -> None:
-        pass
-
-    def display(self, kind: Any, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        pass
 
 
 def _replaced_where(mtype: str, content: Mapping[str, Any]) -> str:

@@ -28,7 +28,7 @@ import psutil
 
 from coderunner import _core
 from coderunner.engine import processes
-from coderunner.engine.base import Kernel, KernelReply
+from coderunner.engine.base import Kernel, KernelReply, NullSink
 from coderunner.engine.output import CappedSink
 from coderunner.errors import BackendError
 from coderunner.models import ErrorInfo, ExecutionResult, SessionInfo
@@ -297,7 +297,7 @@ class EngineSession:
         if kernel.language != "python" or not children or not kernel.is_alive():
             return
         try:
-            await asyncio.wait_for(kernel.execute(processes.python_reap_code(children), _Discard()), _REAP_TIMEOUT)
+            await asyncio.wait_for(kernel.execute(processes.python_reap_code(children), NullSink()), _REAP_TIMEOUT)
         except (asyncio.TimeoutError, BackendError) as exc:
             log.warning("the python interpreter did not collect %d killed children: %s", len(children), exc)
 
@@ -596,23 +596,10 @@ def _cause(returncode: int | None, *, oom_hint: bool = False) -> str:
 async def _exit_status(kernel: Kernel) -> int | None:
     """The exit status of a kernel whose process is gone (executing on a dead kernel reports it at once)."""
     try:
-        reply = await asyncio.wait_for(kernel.execute("", _Discard()), 5.0)
+        reply = await asyncio.wait_for(kernel.execute("", NullSink()), 5.0)
     except (asyncio.TimeoutError, BackendError):
         return None
     return reply.returncode if reply.died else None
-
-
-class _Discard:
-    """An output sink that drops everything (for the engine's own code in a kernel)."""
-
-    def stdout(self, text: str) -> None:
-        pass
-
-    def stderr(self, text: str) -> None:
-        pass
-
-    def display(self, kind: Any, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        pass
 
 
 def _death_message(language: str, returncode: int | None) -> str:
