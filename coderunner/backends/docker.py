@@ -1367,8 +1367,10 @@ class _Fleet:
             )
         else:  # remote engine: nothing is mounted from here; /work is a tmpfs in the container
             storage = SessionStorage(self.root / str(n), disk_limit=None, uid=uid, gid=gid, work=work)
-        key = new_key()
+        # Over TCP nothing can be handed over beside the socket: the agent proves its answers with the API key
+        # it is started with (see _take_agent_key), so that is the key the host checks them with.
         api_key = secrets.token_urlsafe(24) if self.transport == "tcp" else None
+        key = api_key.encode() if api_key is not None else new_key()
         try:
             if self.transport == "uds":
                 _hand_over_key(storage.sock_dir, key, uid, gid)
@@ -2202,6 +2204,7 @@ class DockerBackend(DockerBrowserMixin):
 
     def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
         """Write bytes into the session directory (same path rules as InProcess)."""
+        _core.check_path_text(path)
         session = self._get(session_id)
         session.touch()
         response = self._call(
@@ -2211,6 +2214,7 @@ class DockerBackend(DockerBrowserMixin):
 
     def download_file(self, session_id: str, path: str) -> bytes:
         """Read a file from the session directory."""
+        _core.check_path_text(path)
         session = self._get(session_id)
         session.touch()
         limit = self.settings.max_download_bytes
@@ -2233,6 +2237,7 @@ class DockerBackend(DockerBrowserMixin):
 
     def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
         """List a directory of the session."""
+        _core.check_path_text(path)
         session = self._get(session_id)
         session.touch()
         response = self._call(session, "GET", "/sessions/{sid}/files", params={"path": path}, timeout=60)
