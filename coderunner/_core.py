@@ -119,6 +119,19 @@ def strip_ansi(text: str) -> str:
 _MAX_NAME_BYTES = 255
 
 
+def check_path_text(user_path: str) -> None:
+    """Refuse a path no backend could resolve (empty, blank or with a NUL byte), before it goes anywhere.
+
+    Remote backends check this on the client so that every backend raises the same :class:`PathError`; the
+    containment check itself happens where the files are.
+
+    Raises:
+        PathError: The path is empty, blank or contains a NUL byte.
+    """
+    if not isinstance(user_path, str) or not user_path.strip() or "\x00" in user_path:
+        raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
+
+
 def resolve_in_root(root: Path, user_path: str) -> Path:
     """Resolve ``user_path`` inside ``root``, refusing anything that would leave it.
 
@@ -129,8 +142,7 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
     Raises:
         PathError: The path escapes ``root`` or is empty.
     """
-    if not isinstance(user_path, str) or not user_path.strip() or "\x00" in user_path:
-        raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
+    check_path_text(user_path)
     root = root.resolve()
     candidate = Path(user_path)
     for part in candidate.parts:

@@ -74,7 +74,6 @@ from coderunner.errors import (
     ConfigurationError,
     FileNotFoundInSessionError,
     InvalidRequestError,
-    PathError,
     RateLimitError,
     SessionNotFoundError,
     UnsupportedOperationError,
@@ -441,7 +440,7 @@ class _Wire:
     def upload_call(self, session_id: str, path: str, data: bytes) -> _Call:
         """Multipart upload of ``data`` to ``path`` in the session."""
         self.check_open()
-        _check_path(path)
+        _core.check_path_text(path)
         name = PurePosixPath(path).name or "upload"
         return _Call(
             "POST",
@@ -468,7 +467,7 @@ class _Wire:
     def download_call(self, session_id: str, path: str) -> _Call:
         """Form-encoded download of ``path``."""
         self.check_open()
-        _check_path(path)
+        _core.check_path_text(path)
         return _Call(
             "POST",
             "/download",
@@ -685,12 +684,6 @@ class _Wire:
 
 def _unsupported(detail: str) -> CodeRunnerError:
     return UnsupportedOperationError(detail)
-
-
-def _check_path(path: str) -> None:
-    # Same message as the local engines; the server checks containment itself.
-    if not isinstance(path, str) or not path.strip() or "\x00" in path:
-        raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
 
 
 def _json_or_none(content: bytes) -> Any:
