@@ -550,6 +550,9 @@ class BrowserEngine:
         viewport = (_dimension(viewport_width, "viewport_width"), _dimension(viewport_height, "viewport_height"))
         if user_agent is not None and (not isinstance(user_agent, str) or not user_agent.strip()):
             raise InvalidRequestError("user_agent must be a non-empty string or None.")
+        if user_agent is not None and any(c in user_agent for c in "\r\n\x00"):
+            # It becomes a request header: a line break there would end it.
+            raise InvalidRequestError("user_agent must not contain line breaks or NUL characters.")
         if idle_timeout is not None and idle_timeout <= 0:
             raise InvalidRequestError("idle_timeout must be a positive number of seconds.")
         self._check_open()
@@ -779,6 +782,11 @@ class BrowserEngine:
                 f"{selector!r} is not a valid selector: {_sentence(message)} Use CSS (e.g. '#id', "
                 "'form button[type=submit]') or a Playwright selector ('text=Sign in')."
             )
+        if "Clipped area is either empty or outside" in message:
+            return InvalidRequestError(
+                f"{action} failed: the clip rectangle is empty or outside the page ({message}). Give a clip with "
+                "positive width and height inside the page, or no clip."
+            )
         if selector is not None and ("Element is not" in message or "Not a checkbox" in message):
             return ElementNotInteractableError(f"Cannot {action} {selector!r}: {_sentence(message)}")
         return BrowserError(f"{action} failed: {message}")
@@ -850,6 +858,11 @@ class BrowserEngine:
                         # ("interrupted by another navigation to chrome-error://"), that one the next, and so
                         # on: every call would report the outcome of the call before it.
                         await watch.settled(_ERROR_PAGE_WAIT)
+                    if "ERR_INVALID_URL" in message or "invalid URL" in message:
+                        # The caller's URL, not the destination, is at fault (a malformed data: URL, say).
+                        raise InvalidRequestError(
+                            f"{url!r} is not a URL Chromium can open ({message}); check its syntax."
+                        ) from None
                     # Only what the proxy did to this navigation's own requests (its redirect hops) explains
                     # it; a refusal of another request (the page being left, a late subresource) does not.
                     own = watch.own_events(proxy.events_since(mark), navigation=True)
@@ -887,7 +900,10 @@ class BrowserEngine:
         if not isinstance(url, str) or not url.strip():
             raise InvalidRequestError("url must be a non-empty string.")
         url = url.strip()
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:  # an unclosed IPv6 bracket, say
+            raise InvalidRequestError(f"{url!r} is not a valid URL ({exc}); check its syntax.") from None
         if not scheme or ("://" not in url and scheme not in ("about", "data")):
             raise InvalidRequestError(f"{url!r} has no scheme; use a full URL such as 'https://example.com/'.")
         if scheme in _SCHEMES:

@@ -154,6 +154,25 @@ def test_bad_arguments(page: BrowserSession) -> None:
         page.scroll()
 
 
+@pytest.mark.parametrize("url", ["data:", "https://[::1/"])
+def test_malformed_urls_are_the_callers_fault(page: BrowserSession, url: str) -> None:
+    # Found by fuzzing the server: Chromium's ERR_INVALID_URL came back as a 502 (a failed destination).
+    with pytest.raises(InvalidRequestError) as info:
+        page.navigate(url)
+    assert not isinstance(info.value, NavigationError)
+
+
+def test_a_clip_outside_the_page_is_the_callers_fault(page: BrowserSession) -> None:
+    with pytest.raises(InvalidRequestError, match="clip rectangle"):
+        page.screenshot(clip={"x": 50_000, "y": 50_000, "width": 10, "height": 10})
+
+
+def test_user_agent_must_be_one_header_line(manager: BrowserManager) -> None:
+    for agent in ("bot\r\nX-Evil: 1", "bot\x00"):
+        with pytest.raises(InvalidRequestError, match="line breaks"):
+            manager.create_session(user_agent=agent)
+
+
 def test_closed_and_unknown_sessions(manager: BrowserManager, pages: PageServer) -> None:
     session = manager.create_session()
     session.navigate(pages.url("/form"))
