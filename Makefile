@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo install test test-deps lint format typecheck unit bench clean docker-engine docker-base docker-image docker-stop
+.PHONY: demo install test test-deps lint format typecheck unit bench fuzz clean docker-engine docker-base docker-image docker-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ format:
 bench: test-deps
 	$(BIN)/pip install -q -e '.[bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## fuzz: the server's OpenAPI fuzzed at length (schemathesis, all phases; about an hour; the suite runs a short pass)
+fuzz: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	CODERUNNER_FUZZ_EXAMPLES=100 CODERUNNER_FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+		CODERUNNER_FUZZ_TIMEOUT=5400 $(BIN)/pytest tests/server/test_schemathesis.py -v
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
