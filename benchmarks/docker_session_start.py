@@ -64,7 +64,7 @@ def session_disk(n: int = 20) -> list[float]:
     import tempfile
     from pathlib import Path
 
-    from coderunner.backends.docker_disk import SessionStorage
+    from coderunner.backends.docker.disk import SessionStorage
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:

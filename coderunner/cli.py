@@ -14,12 +14,9 @@ from coderunner.errors import CodeRunnerError
 __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace], int]
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
-
-
-def register_command(adder: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]) -> None:
-    """Let a subpackage add subcommands (the server adds ``serve`` and ``mcp``)."""
-    _EXTRA_COMMANDS.append(adder)
+# Modules that add subcommands with their ``add_commands(subparsers)``; imported only when the parser is built,
+# so that ``coderunner exec`` needs neither the server's nor Docker's dependencies.
+_COMMAND_MODULES = ("coderunner.server.commands", "coderunner.backends.docker.commands")
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
@@ -62,18 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_exec.add_argument("--backend", default=None, help="backend name (default: CODERUNNER_BACKEND or inprocess)")
     p_exec.set_defaults(func=_cmd_exec)
 
-    _load_extra_commands()
-    for adder in _EXTRA_COMMANDS:
-        adder(sub)
+    for name in _COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).add_commands(sub)
     return parser
-
-
-def _load_extra_commands() -> None:
-    if _EXTRA_COMMANDS:
-        return
-    for module in ("coderunner.server.commands", "coderunner.backends.docker_commands"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,1 +1,1 @@
-"""Backends: where code runs (InProcess, LocalDocker, InstaVM)."""
+"""Backends: where code runs (InProcess in this process, Docker containers, the InstaVM cloud or a remote server)."""

@@ -1,4 +1,4 @@
-"""The ``coderunner serve`` and ``coderunner mcp`` subcommands (registered with :mod:`coderunner.cli`).
+"""The ``coderunner serve``, ``mcp`` and ``sandbox-agent`` subcommands (added by :mod:`coderunner.cli`).
 
 Importing this module is cheap and needs no optional dependency: FastAPI and uvicorn are imported
 only when ``serve`` runs, so ``coderunner --help`` works without the ``server`` extra.
@@ -43,7 +43,6 @@ import socket
 import sys
 from typing import Any
 
-from coderunner.cli import register_command
 from coderunner.errors import ConfigurationError, MissingDependencyError
 
 __all__ = ["browser_backend_options", "is_loopback"]
@@ -98,7 +97,16 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from coderunner.server.agent import run_agent
+
+    # Out of the environment before any kernel inherits it: the sandboxed code must not read it.
+    api_key = os.environ.pop("CODERUNNER_AGENT_KEY", None) or None
+    return run_agent(uds=args.uds, host=args.host, port=args.port, workdir=args.workdir, api_key=api_key)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the ``coderunner`` parser (called by :mod:`coderunner.cli`)."""
     env = os.environ
     serve = sub.add_parser(
         "serve",
@@ -174,6 +182,18 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mcp = sub.add_parser("mcp", help="run the MCP server over stdio (for Claude Desktop, Cursor, ...)")
     mcp.add_argument("--backend", default=None, help="backend name (CODERUNNER_BACKEND; default inprocess)")
     mcp.set_defaults(func=_cmd_mcp)
+
+    agent = sub.add_parser(
+        "sandbox-agent",
+        help="(internal) a sandbox box's main process: serve its engine to the host",
+        description="Runs inside a sandbox box (a Docker container): the coderunner server for one session, on a "
+        "unix socket (--uds) or TCP. Started by the backend; not meant to be run by hand.",
+    )
+    agent.add_argument("--uds", default=None, help="unix socket path to listen on")
+    agent.add_argument("--host", default="127.0.0.1", help="TCP interface (without --uds)")
+    agent.add_argument("--port", type=int, default=0, help="TCP port (without --uds; 0 = any)")
+    agent.add_argument("--workdir", default="/work", help="the session directory")
+    agent.set_defaults(func=_cmd_agent)
 
 
 def _require(module: str, purpose: str, package: str | None = None) -> None:
@@ -303,6 +323,3 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     module = importlib.import_module("coderunner.server.mcp")
     status = module.run_stdio(backend=args.backend)
     return int(status) if isinstance(status, int) else 0
-
-
-register_command(_add_commands)

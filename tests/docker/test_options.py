@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coderunner import ConfigurationError
-from coderunner.backends.docker import ContainerOptions, ImageSpec, _death_message, find_dockerfile, parse_memory
+from coderunner.backends.docker import ContainerOptions, ImageSpec, death_message, find_dockerfile, parse_memory
 
 pytestmark = pytest.mark.docker
 
@@ -64,11 +64,11 @@ def test_gvisor_needs_enough_pids() -> None:
 
 
 def test_death_messages_say_what_happened() -> None:
-    oom, code = _death_message({"OOMKilled": True, "ExitCode": 137}, "1g")
+    oom, code = death_message({"OOMKilled": True, "ExitCode": 137}, "1g")
     assert "memory limit (1g" in oom and code == 137
-    stopped, code = _death_message({"Running": False, "ExitCode": 1}, "1g")
+    stopped, code = death_message({"Running": False, "ExitCode": 1}, "1g")
     assert "exit status 1" in stopped and code == 1
-    assert "was removed" in _death_message({}, "1g")[0]
+    assert "was removed" in death_message({}, "1g")[0]
     for message in (oom, stopped):
         assert "variables and imports were lost" in message and "files in the session directory remain" in message
 

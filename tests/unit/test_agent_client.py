@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coderunner.backends.agent_client import (
+from coderunner.backends.sandbox.agent_client import (
     AgentClient,
     AgentForged,
     AgentUnreachable,
@@ -22,7 +22,7 @@ from coderunner.backends.agent_client import (
     connect_unix,
     new_key,
 )
-from coderunner.backends.docker import _ProveAnswers
+from coderunner.server.agent import _ProveAnswers
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -105,7 +105,7 @@ def test_proven_answers_are_returned(agent: tuple[Path, bytes]) -> None:
 def test_the_httpx_transport_sends_one_content_type(agent: tuple[Path, bytes]) -> None:
     import httpx
 
-    from coderunner.backends.agent_client import httpx_transport
+    from coderunner.backends.sandbox.agent_client import httpx_transport
 
     path, key = agent
     with httpx.Client(transport=httpx_transport(AgentClient(key=key, uds=path)), base_url="http://localhost") as http:
@@ -160,7 +160,7 @@ def test_a_stale_kept_alive_connection_is_replaced_transparently(tmp_path: Path)
 
     def serve() -> None:
         # Answers the first request on each connection (proven), then reads the next one and hangs up on it.
-        from coderunner.backends.agent_client import answer_proof, request_digest
+        from coderunner.backends.sandbox.agent_client import answer_proof, request_digest
 
         while True:
             try:

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import coderunner
-from coderunner.backends.wheel import DISTRIBUTION, WHEEL_NAME, build_installed_wheel, installed_distribution
+from coderunner.backends.docker.wheel import DISTRIBUTION, WHEEL_NAME, build_installed_wheel, installed_distribution
 
 
 def test_the_distribution_has_its_own_name() -> None:
@@ -95,7 +95,7 @@ def test_a_package_without_its_installed_metadata_is_refused(tmp_path: Path) -> 
         f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
         "from pathlib import Path\n"
         "from coderunner.errors import BackendError\n"
-        "from coderunner.backends.wheel import build_installed_wheel\n"
+        "from coderunner.backends.docker.wheel import build_installed_wheel\n"
         "try:\n"
         f"    build_installed_wheel(Path({str(tmp_path / 'own')!r}))\n"
         "except BackendError as exc:\n"

@@ -1,29 +1,27 @@
-"""The ``coderunner image build|status|prune`` subcommands, and ``sandbox-agent`` (the Docker sandbox's main process).
+"""The ``coderunner image build|status|prune`` subcommands (the Docker backend's sandbox image).
 
-Registered with :mod:`coderunner.cli`, which imports this module lazily. Importing it needs no optional
+Added by :mod:`coderunner.cli`, which imports this module lazily. Importing it needs no optional
 dependency; the ``docker`` package is imported when an ``image`` command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
-
-from coderunner.cli import register_command
 
 __all__: list[str] = []
 
 
 def _spec(args: argparse.Namespace) -> Any:
-    from coderunner.backends.docker import ImageSpec
+    from coderunner.backends.docker.image import ImageSpec
 
     return ImageSpec(base=args.base, datascience=args.datascience, browser=args.browser)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from coderunner.backends.docker import IMAGE_REPO, build_image, connect, expected_tag
+    from coderunner.backends.docker.connection import connect
+    from coderunner.backends.docker.image import IMAGE_REPO, build_image, expected_tag
 
     client = connect()
     spec = _spec(args)
@@ -44,7 +42,9 @@ def _size(num: float) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from coderunner.backends.docker import IMAGE_REPO, LABEL_IMAGE, LABEL_MANAGED, LABEL_RUNNER, connect, expected_tag
+    from coderunner.backends.docker.connection import connect
+    from coderunner.backends.docker.image import IMAGE_REPO, expected_tag
+    from coderunner.backends.sandbox.contract import LABEL_IMAGE, LABEL_MANAGED, LABEL_RUNNER
 
     client = connect()
     info = client.info()
@@ -67,7 +67,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    from coderunner.backends.docker import IMAGE_REPO, LABEL_IMAGE, connect, expected_tag, sweep_orphans
+    from coderunner.backends.docker.connection import connect
+    from coderunner.backends.docker.fleet import sweep_orphans
+    from coderunner.backends.docker.image import IMAGE_REPO, expected_tag
+    from coderunner.backends.sandbox.contract import LABEL_IMAGE
     from coderunner.config import Settings
 
     client = connect()
@@ -88,19 +91,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_agent(args: argparse.Namespace) -> int:
-    from coderunner.backends.docker import run_agent
-
-    # Out of the environment before any kernel inherits it: the sandboxed code must not read it.
-    api_key = os.environ.pop("CODERUNNER_AGENT_KEY", None) or None
-    return run_agent(uds=args.uds, host=args.host, port=args.port, workdir=args.workdir, api_key=api_key)
-
-
 def _flag(text: str) -> bool:
     return text.lower() not in ("0", "false", "no", "off")
 
 
-def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the ``coderunner`` parser (called by :mod:`coderunner.cli`)."""
     image = sub.add_parser(
         "image",
         help="build, inspect and prune the Docker backend's sandbox image",
@@ -136,18 +132,3 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             p.add_argument("--tag", default=None, help="also tag the image with this name (e.g. for docker run)")
         if name == "prune":
             p.add_argument("--all", action="store_true", help="remove the current image too")
-
-    agent = sub.add_parser(
-        "sandbox-agent",
-        help="(internal) the Docker sandbox's main process: serve this container's engine",
-        description="Runs inside a sandbox container: the coderunner server for one session, on a unix socket "
-        "(--uds) or TCP. Started by the Docker backend; not meant to be run by hand.",
-    )
-    agent.add_argument("--uds", default=None, help="unix socket path to listen on")
-    agent.add_argument("--host", default="127.0.0.1", help="TCP interface (without --uds)")
-    agent.add_argument("--port", type=int, default=0, help="TCP port (without --uds; 0 = any)")
-    agent.add_argument("--workdir", default="/work", help="the session directory")
-    agent.set_defaults(func=_cmd_agent)
-
-
-register_command(_add_commands)

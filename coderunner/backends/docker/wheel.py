@@ -39,7 +39,7 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _package_dir() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def source_tree() -> Path | None:

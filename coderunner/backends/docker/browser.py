@@ -31,13 +31,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from coderunner.backends.docker.fleet import Box, Fleet, death_cause
+from coderunner.backends.docker.options import ContainerOptions, network_from_text
+from coderunner.backends.sandbox.contract import LABEL_BROWSER
 from coderunner.browser.config import BrowserSettings
 from coderunner.browser.errors import BrowserSessionLostError
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
 from coderunner.errors import BackendError, BackendUnavailableError, UnsupportedOperationError
 
 if TYPE_CHECKING:
-    from coderunner.backends.docker import ContainerOptions, _Box, _Fleet
     from coderunner.backends.instavm import InstaVMBackend
 
 __all__ = ["AsyncDockerBrowserMixin", "BrowserContainer", "DockerBrowserMixin"]
@@ -60,18 +62,16 @@ class BrowserContainer:
     """
 
     def __init__(
-        self, fleet: _Fleet, browser_settings: BrowserSettings | None, options: Mapping[str, Any] | None
+        self, fleet: Fleet, browser_settings: BrowserSettings | None, options: Mapping[str, Any] | None
     ) -> None:
         self._fleet = fleet
         self._settings = browser_settings or BrowserSettings.from_env()
         self._overrides = dict(options or {})
         raw = os.environ.get("CODERUNNER_DOCKER_BROWSER_NETWORK", "").strip()
         if raw and self._overrides.get("network") is None:
-            from coderunner.backends.docker import network_from_text
-
             self._overrides["network"] = network_from_text(raw)
         self._lock = threading.Lock()
-        self._box: _Box | None = None
+        self._box: Box | None = None
         self._client: InstaVMBackend | None = None
         self._lost: dict[str, str] = {}
         self._closed = False
@@ -91,8 +91,6 @@ class BrowserContainer:
         return box.container_id if box is not None else None
 
     def _check_image(self) -> None:
-        from coderunner.backends.docker import LABEL_BROWSER
-
         with_browser = None
         try:
             labels = self._fleet.client.images.get(self._fleet.image).labels or {}
@@ -106,9 +104,9 @@ class BrowserContainer:
                 "CODERUNNER_DOCKER_BROWSER), then create a new runner."
             )
 
-    def _connect(self) -> tuple[InstaVMBackend, _Box]:
-        from coderunner.backends.agent_client import httpx_transport
+    def _connect(self) -> tuple[InstaVMBackend, Box]:
         from coderunner.backends.instavm import InstaVMBackend
+        from coderunner.backends.sandbox.agent_client import httpx_transport
 
         with self._lock:
             if self._closed:
@@ -131,7 +129,7 @@ class BrowserContainer:
             self._box = box
             return self._client, box
 
-    def _drop(self, box: _Box, why: str, *, unless_busy_since: float | None = None) -> bool:
+    def _drop(self, box: Box, why: str, *, unless_busy_since: float | None = None) -> bool:
         """Forget a browser container (and remove it); its sessions become 'lost' with ``why``.
 
         With ``unless_busy_since`` (a monotonic time), nothing happens if a call is in flight or one ended
@@ -173,8 +171,6 @@ class BrowserContainer:
             state = self._fleet.state(box)
             if state.get("Running"):
                 raise
-            from coderunner.backends.docker import death_cause
-
             why = f"the browser container {death_cause(state, self.options().memory)}"
             self._drop(box, why)
             if session_id is None:
