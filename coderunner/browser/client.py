@@ -21,7 +21,6 @@ from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.errors import SessionNotFoundError, UnsupportedOperationError
 
 __all__ = [
-    "BROWSER_BACKENDS",
     "AsyncBrowserManager",
     "AsyncBrowserSession",
     "BrowserManager",
@@ -29,9 +28,6 @@ __all__ = [
     "async_browser_manager_for",
     "browser_manager_for",
 ]
-
-BROWSER_BACKENDS: tuple[str, ...] = ("inprocess",)
-"""Built-in backends that have the browser capability."""
 
 _TIMEOUT = 30_000
 T = TypeVar("T")
@@ -42,8 +38,8 @@ _ExcType = type[BaseException] | None
 def _unsupported(backend: object) -> UnsupportedOperationError:
     name = getattr(backend, "name", type(backend).__name__)
     return UnsupportedOperationError(
-        f"The {name!r} backend cannot drive a browser. Backends with a browser: {', '.join(BROWSER_BACKENDS)} "
-        "(install the extra with: pip install 'coderunner-sandbox[browser]')."
+        f"The {name!r} backend cannot drive a browser. The built-in inprocess, docker and instavm backends can "
+        "(inprocess needs the extra: pip install 'coderunner-sandbox[browser]')."
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -314,7 +313,3 @@ class ServerState:
         """Seconds since the server started."""
         return time.monotonic() - self.started_monotonic
 
-
-def ceil_seconds(value: float) -> int:
-    """Round seconds up to a whole number (for Retry-After headers)."""
-    return max(1, math.ceil(value))
