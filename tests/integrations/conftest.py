@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import coderunner.tools
+import coderunner.tools.dispatcher
 from coderunner import CodeRunner, available_backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper modules next to this file
@@ -62,8 +62,8 @@ def fresh_default_runner() -> Iterator[None]:
     """Reset the process-wide default runner before and after a test that uses it."""
 
     def reset() -> None:
-        current = coderunner.tools._default_runner
-        coderunner.tools._default_runner = None
+        current = coderunner.tools.dispatcher._default_runner
+        coderunner.tools.dispatcher._default_runner = None
         if current is not None:
             current.close()
 
