@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, PageContent
 from coderunner.browser.protocol import AsyncBrowserBackend
 from coderunner.errors import InvalidRequestError, UnsupportedOperationError
-from coderunner.server.routes_instavm import json_model, state_of
+from coderunner.server.routing import json_model, state_of
 from coderunner.server.state import ServerState
 from coderunner.server.wire import (
     BrowserClickRequest,

@@ -21,24 +21,22 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timezone
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 
 from coderunner import _core
 from coderunner.errors import FileNotFoundInSessionError, InvalidRequestError
 from coderunner.server.jobs import JobSpec
 from coderunner.server.middleware import AUTH_IN_BODY, keys_match
-from coderunner.server.state import ServerState
+from coderunner.server.routing import error_responses, json_model, state_of
 from coderunner.server.views import execute_response, session_usage, task_view, wire_session
 from coderunner.server.wire import (
     MAX_PATH_CHARS,
     PATH_PATTERN,
     AsyncExecuteResponse,
     DownloadResponse,
-    ErrorBody,
     ExecuteRequest,
     ExecuteResponse,
     ExecutionTaskView,
@@ -49,50 +47,15 @@ from coderunner.server.wire import (
     UploadResponse,
     WireSessionInfo,
     WireSessionRequest,
-    to_json,
 )
 
-__all__ = ["ERROR_DESCRIPTIONS", "error_responses", "json_model", "router", "state_of"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["InstaVM-compatible"])
-
-ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Invalid request: malformed JSON, or a rule the schema cannot state (a path outside the session "
-    "directory, an empty code string, an unknown language alias); the detail names the rule.",
-    401: "Missing or wrong API key (X-API-Key).",
-    403: "Refused: a web page's request to a server without an API key, or a destination the browser may not load.",
-    404: "Unknown or expired session, task or file.",
-    408: "The request body arrived too slowly (the server's --body-timeout), or a browser wait timed out.",
-    413: "The request body is larger than the server's limit (16 KiB for a request that carries its API key "
-    "in the body).",
-    422: "A field has the wrong type, is missing or is out of the documented range; the detail names it.",
-    429: "The server is at capacity (sessions, jobs or browser sessions); retry after Retry-After seconds.",
-    501: "The server's backend cannot do this (e.g. it has no browser).",
-    502: "The server's backend failed, or the page could not be loaded.",
-    503: "The server's backend is unavailable right now (retryable).",
-}
-"""What each error status means, for the OpenAPI ``responses`` of every route."""
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer (each an :class:`ErrorBody`)."""
-    return {status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
-
 
 _ERRORS = error_responses(400, 401, 404, 408, 413, 422)
 _CREATES = error_responses(400, 401, 404, 408, 413, 422, 429, 503)
 _LOOKUP = error_responses(401, 404)
-
-
-def state_of(request: Request) -> ServerState:
-    """The server state stored on the app by the lifespan."""
-    state: ServerState = request.app.state.coderunner
-    return state
-
-
-def json_model(model: BaseModel, status_code: int = 200) -> Response:
-    """Serialise a pydantic model straight to a JSON response (skips FastAPI's re-validation)."""
-    return Response(to_json(model), status_code=status_code, media_type="application/json")
 
 
 def _strings(values: dict[str, object] | None) -> dict[str, str] | None:

@@ -20,7 +20,7 @@ from coderunner._version import __version__
 from coderunner.errors import CodeRunnerError, InvalidRequestError
 from coderunner.models import FileInfo, SessionInfo
 from coderunner.server.jobs import JobSpec
-from coderunner.server.routes_instavm import error_responses, json_model, state_of
+from coderunner.server.routing import error_responses, json_model, state_of
 from coderunner.server.state import ServerState
 from coderunner.server.views import compact_result, execute_response, job_results, job_status
 from coderunner.server.wire import (
