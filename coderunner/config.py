@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coderunner._env import Parser, parse_flag, parse_optional_seconds, settings_values
 from coderunner.errors import ConfigurationError
 
 __all__ = ["ENV_VARS", "Settings"]
@@ -53,24 +53,7 @@ class Settings:
         Raises:
             ConfigurationError: An override name is unknown or a variable has an invalid value.
         """
-        env = os.environ if environ is None else environ
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s): {', '.join(sorted(unknown))}. Known options: {', '.join(sorted(names))}."
-            )
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if overrides.get(f.name) is not None:
-                values[f.name] = overrides[f.name]
-                continue
-            var = ENV_VARS[f.name]
-            raw = env.get(var)
-            if raw is None or raw.strip() == "":
-                continue
-            values[f.name] = _parse(f.name, var, raw.strip())
-        settings = cls(**values)
+        settings = cls(**settings_values(cls, _VARIABLES, environ, overrides))
         settings.validate()
         return settings
 
@@ -106,27 +89,15 @@ ENV_VARS: dict[str, str] = {
     "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
 }
 
-_OPTIONAL_SECONDS = {"timeout", "idle_timeout"}
-
-
-def _parse(name: str, var: str, raw: str) -> Any:
-    try:
-        if name in _OPTIONAL_SECONDS:
-            if raw.lower() in ("none", "off"):
-                return None
-            value = float(raw)
-            return None if value == 0 else value
-        if name in ("max_output_chars", "max_sessions", "pool_size", "max_answer_bytes", "max_download_bytes"):
-            return int(raw)
-        if name == "interrupt_grace":
-            return float(raw)
-        if name == "track_files":
-            lowered = raw.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-    except ValueError:
-        raise ConfigurationError(f"{var}={raw!r} is not a valid value for {name}.") from None
-    return raw
+_PARSERS: dict[str, Parser] = {
+    "timeout": parse_optional_seconds,
+    "idle_timeout": parse_optional_seconds,
+    "max_output_chars": int,
+    "max_sessions": int,
+    "pool_size": int,
+    "max_answer_bytes": int,
+    "max_download_bytes": int,
+    "interrupt_grace": float,
+    "track_files": parse_flag,
+}
+_VARIABLES = {name: (var, _PARSERS.get(name, str)) for name, var in ENV_VARS.items()}

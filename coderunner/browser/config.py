@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from coderunner._env import Parser, parse_flag, parse_list, parse_optional_seconds, settings_values
 from coderunner.browser.policy import EgressPolicy
 from coderunner.errors import ConfigurationError
 
@@ -46,26 +46,13 @@ class BrowserSettings:
         Raises:
             ConfigurationError: An unknown option, or a variable with an invalid value.
         """
-        env = os.environ if environ is None else environ
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown browser option(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(names))}."
-            )
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if overrides.get(f.name) is not None:
-                value = overrides[f.name]
-                if f.name in ("allow", "deny"):
-                    value = tuple(value)
-                elif f.name == "idle_timeout" and value == 0:
-                    value = None  # 0 means "never", as in the environment variable
-                values[f.name] = value
-                continue
-            raw = env.get(BROWSER_ENV_VARS[f.name], "").strip()
-            if raw:
-                values[f.name] = _parse(f.name, BROWSER_ENV_VARS[f.name], raw)
+        given = dict(overrides)
+        for name in ("allow", "deny"):
+            if given.get(name) is not None:
+                given[name] = tuple(given[name])
+        values = settings_values(cls, _VARIABLES, environ, given, what="browser ")
+        if given.get("idle_timeout") == 0:
+            values["idle_timeout"] = None  # 0 means "never", as in the environment variable
         settings = cls(**values)
         settings.validate()
         return settings
@@ -118,28 +105,19 @@ BROWSER_ENV_VARS: dict[str, str] = {
 }
 
 
-def _parse(name: str, var: str, raw: str) -> Any:
-    try:
-        if name in ("max_sessions", "pool_size"):
-            return int(raw)
-        if name == "idle_timeout":
-            if raw.lower() in ("none", "off"):
-                return None
-            seconds = float(raw)
-            return None if seconds == 0 else seconds
-        if name in ("allow", "deny"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if name == "egress_default":
-            if raw.lower() not in ("allow", "deny"):
-                raise ValueError(raw)
-            return raw.lower()
-        if name == "public_bind":
-            lowered = raw.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-    except ValueError:
-        raise ConfigurationError(f"{var}={raw!r} is not a valid value for browser {name}.") from None
-    return raw
+def _egress_default(raw: str) -> str:
+    if raw.lower() not in ("allow", "deny"):
+        raise ValueError(raw)
+    return raw.lower()
+
+
+_PARSERS: dict[str, Parser] = {
+    "max_sessions": int,
+    "pool_size": int,
+    "idle_timeout": parse_optional_seconds,
+    "allow": parse_list,
+    "deny": parse_list,
+    "egress_default": _egress_default,
+    "public_bind": parse_flag,
+}
+_VARIABLES = {name: (var, _PARSERS.get(name, str)) for name, var in BROWSER_ENV_VARS.items()}

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from coderunner._env import parse_flag
+
 __all__: list[str] = []
 
 
@@ -91,10 +93,6 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag(text: str) -> bool:
-    return text.lower() not in ("0", "false", "no", "off")
-
-
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the ``coderunner`` parser (called by :mod:`coderunner.cli`)."""
     image = sub.add_parser(
@@ -114,14 +112,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("--base", default=None, help="base image (CODERUNNER_DOCKER_BASE)")
         p.add_argument(
             "--datascience",
-            type=_flag,
+            type=parse_flag,
             default=None,
             metavar="1|0",
             help="numpy, pandas, matplotlib and pillow in the image (CODERUNNER_DOCKER_DATASCIENCE, default 1)",
         )
         p.add_argument(
             "--browser",
-            type=_flag,
+            type=parse_flag,
             default=None,
             metavar="1|0",
             help="Chromium and Playwright in the image, for browser sessions (CODERUNNER_DOCKER_BROWSER, default 1)",

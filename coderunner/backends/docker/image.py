@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from coderunner._env import env_text, parse_flag
 from coderunner._version import __version__
 from coderunner.backends.docker.connection import DockerClient, docker_errors, docker_module, translate_docker
 from coderunner.backends.sandbox.contract import LABEL_BROWSER, LABEL_HASH, LABEL_IMAGE, SANDBOX_UID
@@ -60,7 +61,7 @@ class ImageSpec:
 
     def resolved(self, client: DockerClient) -> ImageSpec:
         """A copy with every default filled in."""
-        base = self.base or os.environ.get("CODERUNNER_DOCKER_BASE", "").strip() or None
+        base = self.base or env_text("CODERUNNER_DOCKER_BASE")
         if base is None:
             base = OFFLINE_BASE if image_exists(client, OFFLINE_BASE) else DEFAULT_BASE
         datascience = _env_flag("CODERUNNER_DOCKER_DATASCIENCE") if self.datascience is None else self.datascience
@@ -76,10 +77,13 @@ class ImageSpec:
 
 
 def _env_flag(name: str, default: bool = True) -> bool:
-    text = os.environ.get(name, "").strip().lower()
-    if not text:
+    raw = env_text(name)
+    if raw is None:
         return default
-    return text not in ("0", "false", "no", "off")
+    try:
+        return parse_flag(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a valid value: use 1 or 0.") from None
 
 
 def image_exists(client: DockerClient, name: str) -> bool:

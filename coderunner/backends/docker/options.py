@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from coderunner._env import env_text
 from coderunner.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -119,27 +119,23 @@ class ContainerOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ContainerOptions:
         """Defaults overridden by the ``CODERUNNER_DOCKER_*`` variables."""
-        env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        raw = env.get("CODERUNNER_DOCKER_NETWORK", "").strip()
-        if raw:
-            values["network"] = network_from_text(raw)
-        if env.get("CODERUNNER_DOCKER_MEMORY", "").strip():
-            values["memory"] = env["CODERUNNER_DOCKER_MEMORY"].strip()
+        if network := env_text("CODERUNNER_DOCKER_NETWORK", environ):
+            values["network"] = network_from_text(network)
+        if memory := env_text("CODERUNNER_DOCKER_MEMORY", environ):
+            values["memory"] = memory
         for var, name, kind in (
             ("CODERUNNER_DOCKER_CPUS", "cpus", float),
             ("CODERUNNER_DOCKER_PIDS_LIMIT", "pids_limit", int),
         ):
-            text = env.get(var, "").strip()
-            if text:
+            if text := env_text(var, environ):
                 try:
                     values[name] = kind(text)
                 except ValueError:
                     raise ConfigurationError(f"{var}={text!r} is not a number.") from None
-        if env.get("CODERUNNER_DOCKER_RUNTIME", "").strip():
-            values["runtime"] = env["CODERUNNER_DOCKER_RUNTIME"].strip()
-        disk = env.get("CODERUNNER_DOCKER_DISK_LIMIT", "").strip()
-        if disk:
+        if runtime := env_text("CODERUNNER_DOCKER_RUNTIME", environ):
+            values["runtime"] = runtime
+        if disk := env_text("CODERUNNER_DOCKER_DISK_LIMIT", environ):
             values["disk_limit"] = None if disk.lower() in ("none", "0", "off", "false") else disk
         return cls(**values)
 
