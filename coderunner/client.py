@@ -27,7 +27,7 @@ from coderunner import _core
 from coderunner.backend import AsyncBackend, Backend, create_async_backend, create_backend
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, InvalidRequestError, SessionNotFoundError
-from coderunner.jobs import TaskTable
+from coderunner.tasks import TaskTable
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ from coderunner.errors import (
     PathError,
     TaskNotFoundError,
 )
-from coderunner.jobs import task_status_for
+from coderunner.tasks import task_status_for
 from coderunner.models import ExecutionResult, SessionInfo, TaskStatus
 from coderunner.server.wire import to_json
 

@@ -9,7 +9,7 @@ import pytest
 from coderunner import _core, errors
 from coderunner.config import ENV_VARS, Settings
 from coderunner.engine.output import CappedSink, StreamBuffer
-from coderunner.jobs import TaskTable
+from coderunner.tasks import TaskTable
 from coderunner.models import ExecutionResult
 
 
