@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,9 +56,9 @@ from coderunner.browser.models import (
 )
 from coderunner.browser.proxy import EgressProxy, ProxyEvent
 from coderunner.engine.engine import kill_group, pid_signature
+from coderunner.engine.table import SessionTable
 from coderunner.errors import (
     BackendUnavailableError,
-    CapacityError,
     ConfigurationError,
     InvalidRequestError,
     MissingDependencyError,
@@ -119,11 +119,13 @@ _ERROR_PAGE_WAIT = 5.0  # Chromium commits a failed navigation's error page with
 _GRACE = 15.0
 _SLOT_TIMEOUT = 30.0
 _REFILL_DELAY = 1.0
-_TOMBSTONES = 1000
 _LOST = (
     "the browser process exited unexpectedly (it crashed or was killed), taking the session's pages, "
     "cookies and storage with it"
 )
+_GONE = "Browser session {session_id} is gone: {reason}. Create a new one with create_session()."
+_UNKNOWN = "Browser session {session_id!r} does not exist. Create one with create_session()."
+_FULL = "{count} browser sessions are open (max_sessions={limit}). Close one, or raise CODERUNNER_BROWSER_MAX_SESSIONS."
 _SCHEMES = ("http", "https", "about", "data")
 _PROFILE_DIR = "profile"
 _TMP_DIR = "tmp"
@@ -215,6 +217,7 @@ class _Session:
     page_opened: asyncio.Event = field(default_factory=asyncio.Event)
     busy: int = 0
     crashed: str | None = None
+    expires_at: datetime | None = None  # no lifetime for browser sessions: only idle time ends them
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -261,9 +264,9 @@ class BrowserEngine:
         self._browser_ct: float | None = None
         self._generation = 0
         self._launch_lock = asyncio.Lock()
-        self._sessions: dict[str, _Session] = {}
-        self._creating = 0
-        self._tombstones: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+        self._sessions: SessionTable[_Session] = SessionTable(
+            self.settings.max_sessions, gone=_GONE, unknown=_UNKNOWN, full=_FULL
+        )
         self._spares: deque[_Slot] = deque()
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -401,9 +404,9 @@ class BrowserEngine:
             return
         self.totals["browser_crashes"] += 1
         log.warning("Chromium (pid %s) exited unexpectedly; its sessions are lost", self._browser_pid)
-        for sid, session in list(self._sessions.items()):
+        for session in self._sessions.values():
             if session.slot.generation == generation:
-                self._forget(sid, _LOST, lost=True)
+                self._lose(session.session_id, _LOST)
                 self._spawn(session.slot.proxy.close())
         while self._spares:
             self._spawn(self._spares.popleft().proxy.close())
@@ -427,9 +430,7 @@ class BrowserEngine:
         for task in pool_tasks:
             task.cancel()
         await asyncio.gather(*pool_tasks, return_exceptions=True)
-        slots = [s.slot for s in self._sessions.values()] + list(self._spares)
-        for sid in list(self._sessions):
-            self._forget(sid, "the runner was closed", lost=False)
+        slots = [s.slot for s in self._sessions.forget_all("the runner was closed")] + list(self._spares)
         self._spares.clear()
         await asyncio.gather(*(self._dispose(slot) for slot in slots), return_exceptions=True)
         if self._browser is not None:
@@ -556,30 +557,23 @@ class BrowserEngine:
         if idle_timeout is not None and idle_timeout <= 0:
             raise InvalidRequestError("idle_timeout must be a positive number of seconds.")
         self._check_open()
-        if len(self._sessions) + self._creating >= self.settings.max_sessions:
-            raise CapacityError(
-                f"{len(self._sessions)} browser sessions are open (max_sessions={self.settings.max_sessions}). "
-                "Close one, or raise CODERUNNER_BROWSER_MAX_SESSIONS."
-            )
-        self._creating += 1
-        try:
+        # The place is held while the context is prepared, so sessions created meanwhile count.
+        with self._sessions.reserve() as place:
             slot = await self._slot_for(viewport, user_agent)
-        finally:
-            self._creating -= 1
-        if self._closed:  # closed while the context was being prepared
-            await self._dispose(slot)
-            self._check_open()
-        session = _Session(
-            session_id=str(uuid.uuid4()),
-            slot=slot,
-            viewport=Viewport(width=viewport[0], height=viewport[1]),
-            user_agent=user_agent,
-            idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-            created_at=datetime.now(timezone.utc),
-            pages=[slot.page],
-        )
-        self._watch(session)
-        self._sessions[session.session_id] = session
+            if self._closed:  # closed while the context was being prepared
+                await self._dispose(slot)
+                self._check_open()
+            session = _Session(
+                session_id=str(uuid.uuid4()),
+                slot=slot,
+                viewport=Viewport(width=viewport[0], height=viewport[1]),
+                user_agent=user_agent,
+                idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
+                created_at=datetime.now(timezone.utc),
+                pages=[slot.page],
+            )
+            self._watch(session)
+            place.add(session.session_id, session)
         self.totals["sessions_created"] += 1
         self._wake.set()
         # Refill the pool a little later: preparing a context costs ~100 ms of browser CPU, which would
@@ -641,27 +635,13 @@ class BrowserEngine:
             backend=self.backend_name,
         )
 
-    def _session(self, session_id: str) -> _Session:
-        session = self._sessions.get(session_id)
-        if session is not None:
-            return session
-        tomb = self._tombstones.get(session_id)
-        if tomb is not None:
-            reason, lost = tomb
-            cls = BrowserSessionLostError if lost else SessionNotFoundError
-            raise cls(f"Browser session {session_id} is gone: {reason}. Create a new one with create_session().")
-        raise SessionNotFoundError(f"Browser session {session_id!r} does not exist. Create one with create_session().")
-
-    def _forget(self, session_id: str, reason: str, *, lost: bool) -> _Session | None:
-        session = self._sessions.pop(session_id, None)
-        self._tombstones[session_id] = (reason, lost)
-        while len(self._tombstones) > _TOMBSTONES:
-            self._tombstones.popitem(last=False)
-        return session
+    def _lose(self, session_id: str, reason: str) -> _Session | None:
+        """Forget a session whose pages died with the browser or their renderer: it raises BrowserSessionLostError."""
+        return self._sessions.forget(session_id, reason, error=BrowserSessionLostError)
 
     async def get_session(self, session_id: str) -> BrowserSessionInfo:
         """Describe a live session (raises SessionNotFoundError / BrowserSessionLostError when gone)."""
-        return self._info(self._session(session_id))
+        return self._info(self._sessions.get(session_id))
 
     async def list_sessions(self) -> list[BrowserSessionInfo]:
         """Describe every live session."""
@@ -669,10 +649,10 @@ class BrowserEngine:
 
     async def close_session(self, session_id: str) -> None:
         """Close a session and its pages; closing one that is already closed is a no-op."""
-        if session_id not in self._sessions and session_id in self._tombstones:
+        if self._sessions.is_gone(session_id):
             return
-        self._session(session_id)
-        session = self._forget(session_id, "it was closed", lost=False)
+        self._sessions.get(session_id)
+        session = self._sessions.forget(session_id, "it was closed")
         if session is not None:
             await self._dispose(session.slot)
 
@@ -681,18 +661,12 @@ class BrowserEngine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._expiry_period())
             self._wake.clear()
-            now = time.monotonic()
-            for sid, session in list(self._sessions.items()):
-                reason = session.expiry_reason(now)
-                if reason:
-                    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                    log.info("browser session %s expired: %s", sid, reason)
-                    self._forget(sid, f"it expired at {stamp} because {reason}", lost=False)
-                    await self._dispose(session.slot)
+            for gone in self._sessions.expire(time.monotonic()):
+                log.info("browser session %s expired: %s", gone.session_id, gone.reason)
+                await self._dispose(gone.session.slot)
 
     def _expiry_period(self) -> float:
-        limits = [5.0] + [s.idle_timeout / 4 for s in self._sessions.values() if s.idle_timeout]
-        return max(0.05, min(limits))
+        return self._sessions.next_check(floor=0.05)
 
     def stats(self) -> dict[str, int]:
         """Counters for health reports."""
@@ -719,13 +693,13 @@ class BrowserEngine:
         # Playwright enforces ``timeout`` itself; this outer limit only catches a call that never returns
         # (seen when Chromium dies in the middle of it).
         limit = (timeout if timeout is not None else DEFAULT_TIMEOUT_MS) / 1000 + extra_seconds + _GRACE
-        session = self._session(session_id)
+        session = self._sessions.get(session_id)
         async with session.lock:
-            session = self._session(session_id)  # it may have been closed while we waited
+            session = self._sessions.get(session_id)  # it may have been closed while we waited
             if session.crashed:
-                self._forget(session_id, session.crashed, lost=True)
+                self._lose(session_id, session.crashed)
                 await self._dispose(session.slot)
-                self._session(session_id)
+                self._sessions.get(session_id)
             session.busy += 1
             session.touch()
             self.totals["actions"] += 1
@@ -749,9 +723,9 @@ class BrowserEngine:
         if not self.running or session.slot.generation != self._generation:
             self._on_disconnected(session.slot.generation)
             if session.session_id in self._sessions:
-                self._forget(session.session_id, _LOST, lost=True)
+                self._lose(session.session_id, _LOST)
                 self._spawn(session.slot.proxy.close())
-            self._session(session.session_id)  # raises the 'lost' error
+            self._sessions.get(session.session_id)  # raises the 'lost' error
         if not session.pages:
             # The page closed itself (window.close()); keep the session usable.
             page = await session.slot.context.new_page()
@@ -764,15 +738,15 @@ class BrowserEngine:
         if not self.running or session.slot.generation != self._generation:
             self._on_disconnected(session.slot.generation)
         if session.crashed and session.session_id in self._sessions:
-            self._forget(session.session_id, session.crashed, lost=True)
+            self._lose(session.session_id, session.crashed)
             self._spawn(self._dispose(session.slot))
         if session.session_id not in self._sessions:
             try:
-                self._session(session.session_id)
+                self._sessions.get(session.session_id)
             except SessionNotFoundError as gone:
                 return gone
         if "has been closed" in message or "Target crashed" in message:
-            self._forget(session.session_id, f"its browser context closed unexpectedly ({message})", lost=True)
+            self._lose(session.session_id, f"its browser context closed unexpectedly ({message})")
             self._spawn(self._dispose(session.slot))
             return BrowserSessionLostError(
                 f"Browser session {session.session_id} was lost during {action}: {message}. Create a new session."

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +29,11 @@ from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel
 from coderunner.engine.session import EngineSession, ExecutionLimits
+from coderunner.engine.table import SessionTable
 from coderunner.errors import (
-    CapacityError,
     FileNotFoundInSessionError,
     InvalidRequestError,
     PathError,
-    SessionNotFoundError,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 
@@ -43,7 +42,6 @@ __all__ = ["Engine", "kernel_class", "kill_group", "pid_signature", "reap_orphan
 log = logging.getLogger(__name__)
 
 _OWNER_FILE = "owner.json"
-_TOMBSTONES = 1000
 # Threads for blocking file work (removing directories, reading and writing files). Started with the
 # engine, never more: when a fork bomb holds every slot of the process limit, a new thread cannot start,
 # and closing the session (which removes its directory) must still work.
@@ -146,8 +144,7 @@ class Engine:
         self.settings = settings
         self.backend_name = backend_name
         self._factory = kernel_factory or (lambda lang: kernel_class(lang)())
-        self._sessions: dict[str, EngineSession] = {}
-        self._tombstones: OrderedDict[str, str] = OrderedDict()
+        self._sessions: SessionTable[EngineSession] = SessionTable(settings.max_sessions)
         self._pool: dict[str, deque[Kernel]] = {}
         self._pool_tasks: set[asyncio.Task[None]] = set()
         self._kernels: dict[int, float | None] = {}
@@ -209,8 +206,9 @@ class Engine:
             task.cancel()
         # Wait for half-started pool kernels to be shut down before their directory goes away.
         await asyncio.gather(*pool_tasks, return_exceptions=True)
-        sessions = list(self._sessions.values())
-        self._sessions.clear()
+        # Not remembered as gone: after close, their ids are unknown (the Docker backend and the browser
+        # engine say 'the runner was closed' instead).
+        sessions = self._sessions.clear()
         pooled = [k for q in self._pool.values() for k in q]
         self._pool.clear()
         await asyncio.gather(
@@ -332,35 +330,31 @@ class Engine:
         language = _core.normalize_language(language)
         env = _core.merge_env({}, env)
         self._check_open()
-        if len(self._sessions) >= self.settings.max_sessions:
-            raise CapacityError(
-                f"This runner already has {len(self._sessions)} sessions (max_sessions="
-                f"{self.settings.max_sessions}). Close one, or raise CODERUNNER_MAX_SESSIONS."
+        with self._sessions.reserve() as place:
+            if lifetime is not None and lifetime <= 0:
+                raise InvalidRequestError("lifetime must be a positive number of seconds.")
+            session_id = str(uuid.uuid4())
+            if working_dir is not None:
+                wd = Path(working_dir).expanduser().resolve()
+                wd.mkdir(parents=True, exist_ok=True)
+                owns = False
+            else:
+                wd = self.dir / "sessions" / session_id
+                wd.mkdir(parents=True)
+                owns = True
+            session = EngineSession(
+                session_id=session_id,
+                language=language,
+                working_dir=wd,
+                owns_dir=owns,
+                env=env,
+                idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
+                lifetime=lifetime,
+                metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+                backend_name=self.backend_name,
+                kernel_provider=self._provide,
             )
-        if lifetime is not None and lifetime <= 0:
-            raise InvalidRequestError("lifetime must be a positive number of seconds.")
-        session_id = str(uuid.uuid4())
-        if working_dir is not None:
-            wd = Path(working_dir).expanduser().resolve()
-            wd.mkdir(parents=True, exist_ok=True)
-            owns = False
-        else:
-            wd = self.dir / "sessions" / session_id
-            wd.mkdir(parents=True)
-            owns = True
-        session = EngineSession(
-            session_id=session_id,
-            language=language,
-            working_dir=wd,
-            owns_dir=owns,
-            env=env,
-            idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-            lifetime=lifetime,
-            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
-            backend_name=self.backend_name,
-            kernel_provider=self._provide,
-        )
-        self._sessions[session_id] = session
+            place.add(session_id, session)
         self._wake.set()
         self.totals["sessions_created"] += 1
         if warm:
@@ -381,13 +375,7 @@ class Engine:
         Raises:
             SessionNotFoundError: Unknown, closed or expired, with the reason when known.
         """
-        session = self._sessions.get(session_id)
-        if session is not None:
-            return session
-        reason = self._tombstones.get(session_id)
-        if reason:
-            raise SessionNotFoundError(f"Session {session_id} is gone: {reason}. Start a new session.")
-        raise SessionNotFoundError(f"Session {session_id!r} does not exist. Create one with create_session().")
+        return self._sessions.get(session_id)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a live session."""
@@ -399,16 +387,13 @@ class Engine:
 
     async def close_session(self, session_id: str) -> None:
         """Close a session; closing an already-closed one is a no-op."""
-        if session_id not in self._sessions and session_id in self._tombstones:
+        if self._sessions.is_gone(session_id):
             return
         self.session(session_id)
         await self._drop(session_id, "it was closed")
 
     async def _drop(self, session_id: str, reason: str) -> None:
-        session = self._sessions.pop(session_id, None)
-        self._tombstones[session_id] = reason
-        while len(self._tombstones) > _TOMBSTONES:
-            self._tombstones.popitem(last=False)
+        session = self._sessions.forget(session_id, reason)
         if session is not None:
             await self._close_session_obj(session)
 
@@ -428,22 +413,12 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._expiry_period())
             self._wake.clear()
-            now = time.monotonic()
-            for sid, session in list(self._sessions.items()):
-                reason = session.expiry_reason(now)
-                if reason:
-                    log.info("session %s expired: %s", sid, reason)
-                    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                    await self._drop(sid, f"it expired at {stamp} because {reason}")
+            for gone in self._sessions.expire(time.monotonic()):
+                log.info("session %s expired: %s", gone.session_id, gone.reason)
+                await self._close_session_obj(gone.session)
 
     def _expiry_period(self) -> float:
-        limits = [5.0]
-        for s in self._sessions.values():
-            if s.idle_timeout:
-                limits.append(s.idle_timeout / 4)
-            if s.expires_at is not None:
-                limits.append(s.expires_at.timestamp() - time.time())
-        return max(0.1, min(limits))
+        return self._sessions.next_check(floor=0.1)
 
     # -- execution ---------------------------------------------------------------------------------
 
