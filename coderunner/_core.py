@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from coderunner import languages
 from coderunner.errors import ConfigurationError, InvalidRequestError, PathError
 from coderunner.models import ErrorInfo, ExecutionResult, ExecutionStatus, Output
 
@@ -33,20 +34,8 @@ MAX_CODE_CHARS = 10_000_000
 MAX_SESSION_SECONDS = 30 * 24 * 3600.0
 """Longest ``lifetime`` or ``idle_timeout`` a session may ask for (30 days): longer is a mistake, not a plan."""
 
-LANGUAGES: tuple[str, ...] = ("python", "bash", "javascript")
-_ALIASES: dict[str, str] = {
-    "python": "python",
-    "py": "python",
-    "python3": "python",
-    "ipython": "python",
-    "bash": "bash",
-    "sh": "bash",
-    "shell": "bash",
-    "javascript": "javascript",
-    "js": "javascript",
-    "node": "javascript",
-    "nodejs": "javascript",
-}
+LANGUAGES = languages.LANGUAGES
+_ALIASES = languages.ALIASES
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*(?:\x07|\x1b\\)")
 

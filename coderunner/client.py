@@ -23,12 +23,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from coderunner import _core
+from coderunner import _core, languages
 from coderunner.backend import AsyncBackend, Backend, create_async_backend, create_backend
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, InvalidRequestError, SessionNotFoundError
-from coderunner.tasks import TaskTable
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
+from coderunner.tasks import TaskTable
 
 if TYPE_CHECKING:
     from coderunner.browser.client import AsyncBrowserManager, BrowserManager
@@ -115,7 +115,8 @@ class _Core:
             if not isinstance(pkg, str) or not _PACKAGE.match(pkg.strip()):
                 raise InvalidRequestError(f"{pkg!r} is not a valid package name or requirement.")
         lang = _core.normalize_language(language)
-        if lang == "python":
+        installer = languages.by_name(lang).installer
+        if installer == "pip":
             # Install into the interpreter the session runs, whatever backend that is.
             code = (
                 "import subprocess as _s, sys as _y\n"
@@ -125,7 +126,7 @@ class _Core:
                 "if _r.returncode: raise RuntimeError(f'pip install failed with status {_r.returncode}')\n"
             )
             return "python", code
-        if lang == "javascript":
+        if installer == "npm":
             quoted = " ".join(shlex.quote(p.strip()) for p in pkgs)
             return "bash", f"npm install --no-audit --no-fund --loglevel=error {quoted}"
         raise InvalidRequestError("install_packages supports python (pip) and javascript (npm).")

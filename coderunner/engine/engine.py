@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import psutil
 
-from coderunner import _core
+from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel
@@ -48,20 +48,13 @@ _OWNER_FILE = "owner.json"
 _IO_THREADS = 4
 
 
-_KERNELS = {
-    "python": ("coderunner.engine.python", "PythonKernel"),
-    "bash": ("coderunner.engine.bash", "BashKernel"),
-    "javascript": ("coderunner.engine.node", "NodeKernel"),
-}
-
-
 def kernel_class(language: str) -> type[Kernel]:
     """The kernel implementation for a normalised language (imported lazily)."""
     try:
-        module, name = _KERNELS[language]
+        lang = languages.by_name(language)
     except KeyError:
         raise InvalidRequestError(f"No kernel for language {language!r}.") from None
-    cls: type[Kernel] = getattr(importlib.import_module(module), name)
+    cls: type[Kernel] = getattr(importlib.import_module(lang.kernel_module), lang.kernel_class)
     return cls
 
 
@@ -236,13 +229,12 @@ class Engine:
     # -- kernels and pool --------------------------------------------------------------------------
 
     def _pool_target(self, language: str) -> int:
-        # Only Python is slow to start (~0.6 s); bash and node start in tens of milliseconds.
-        return self.settings.pool_size if language == "python" else 0
+        return self.settings.pool_size if languages.by_name(language).pooled else 0
 
     def _fill_pool(self) -> None:
         if self._closed:
             return
-        for language in ("python",):
+        for language in (lang for lang in languages.LANGUAGES if languages.by_name(lang).pooled):
             queue = self._pool.setdefault(language, deque())
             missing = (
                 self._pool_target(language)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from coderunner import _core
+from coderunner import languages as language_table
 from coderunner._version import __version__
 from coderunner.errors import CodeRunnerError, InvalidRequestError
 from coderunner.models import FileInfo, SessionInfo
@@ -61,11 +62,6 @@ def _path_query(description: str) -> Any:
 
 
 _CHECK_TIMEOUT = 2.0
-_KERNEL_MODULES: dict[str, tuple[str, str] | None] = {
-    "python": None,
-    "bash": ("coderunner.engine.bash", "bash"),
-    "javascript": ("coderunner.engine.node", "node"),
-}
 
 
 # -- health and languages --------------------------------------------------------------------------
@@ -140,11 +136,10 @@ async def health(request: Request) -> Response:
 def _available(state: ServerState, language: str) -> bool | None:
     if state.backend.name != "inprocess":
         return None  # the backend's own machine decides; we cannot see it from here
-    spec = _KERNEL_MODULES[language]
-    if spec is None:
+    lang = language_table.by_name(language)
+    if lang.program is None:
         return True
-    module, binary = spec
-    return importlib.util.find_spec(module) is not None and shutil.which(binary) is not None
+    return importlib.util.find_spec(lang.kernel_module) is not None and shutil.which(lang.program) is not None
 
 
 @router.get("/languages", response_model=LanguagesResponse, responses=error_responses(401), tags=["server"])
@@ -154,10 +149,10 @@ async def languages(request: Request) -> Response:
     items = [
         LanguageInfo(
             name=lang,
-            aliases=sorted(a for a, target in _core._ALIASES.items() if target == lang and a != lang),
+            aliases=sorted(language_table.by_name(lang).aliases),
             available=_available(state, lang),
         )
-        for lang in _core.LANGUAGES
+        for lang in language_table.LANGUAGES
     ]
     return json_model(LanguagesResponse(languages=items))
 

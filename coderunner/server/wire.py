@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 from pydantic_core import PydanticSerializationError
 
-from coderunner import _core
+from coderunner import _core, languages
 from coderunner.browser.models import BrowserSessionInfo, ExtractedElement
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskStatus
 
@@ -97,7 +97,7 @@ PATH_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 """Pattern of a file path: not blank, no NUL byte."""
 _ENV_NAME = r"^[^=\x00]+$"
 _NO_NUL = r"^[^\x00]*$"
-_LANGUAGE_NAMES = sorted(_core._ALIASES)
+_LANGUAGE_NAMES = sorted(languages.ALIASES)
 # A session (or browser session) that ends within a second of its creation is a typo, not a plan.
 _MIN_SESSION_SECONDS = 1
 
