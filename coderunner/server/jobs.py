@@ -48,9 +48,9 @@ from coderunner.errors import (
     PathError,
     TaskNotFoundError,
 )
-from coderunner.tasks import task_status_for
 from coderunner.models import ExecutionResult, SessionInfo, TaskStatus
 from coderunner.server.wire import to_json
+from coderunner.tasks import task_status_for
 
 __all__ = [
     "FINAL_STATUSES",

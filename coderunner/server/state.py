@@ -312,4 +312,3 @@ class ServerState:
     def uptime(self) -> float:
         """Seconds since the server started."""
         return time.monotonic() - self.started_monotonic
-
