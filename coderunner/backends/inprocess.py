@@ -5,16 +5,22 @@ Use the Docker backend for untrusted code.
 
 It also has the browser capability (:mod:`coderunner.browser.protocol`): a Chromium driven by
 Playwright on the same engine thread, started on the first browser session.
+
+The engine is async, so :class:`AsyncInProcessBackend` is the implementation; :class:`InProcessBackend`
+is its sync twin from :mod:`coderunner.backends.bridge`, running its coroutines on the engine's own loop
+thread (one thread, no hop between loops).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from coderunner._loop import LoopThread
+from coderunner.backends.bridge import SyncBrowserBridge
 from coderunner.browser.config import BrowserSettings
 from coderunner.browser.engine import BrowserEngine
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
@@ -76,7 +82,9 @@ class _Host:
             return self.browser
 
 
-class _Base:
+class AsyncInProcessBackend:
+    """Asynchronous InProcess backend. See :class:`coderunner.backend.AsyncBackend`."""
+
     name = "inprocess"
 
     def __init__(self, settings: Settings | None = None, *, browser_settings: BrowserSettings | None = None) -> None:
@@ -101,177 +109,6 @@ class _Base:
         if self._host.browser is not None:
             stats.update(self._host.browser.stats())
         return stats
-
-
-class InProcessBackend(_Base):
-    """Synchronous InProcess backend. See :class:`coderunner.backend.Backend`."""
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._host.closed:
-            coro.close()
-            raise ConfigurationError("This backend is closed; create a new CodeRunner.")
-        return self._host.thread.run(coro)
-
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
-        """Create a session; its default language's interpreter is ready when this returns."""
-        return self._run(
-            self.engine.create_session(
-                language,
-                env=env,
-                working_dir=working_dir,
-                lifetime=lifetime,
-                idle_timeout=idle_timeout,
-                metadata=metadata,
-            )
-        )
-
-    def get_session(self, session_id: str) -> SessionInfo:
-        """Describe a session."""
-        return self._run(self.engine.get_session(session_id))
-
-    def list_sessions(self) -> list[SessionInfo]:
-        """Describe every live session."""
-        return self._run(self.engine.list_sessions())
-
-    def close_session(self, session_id: str) -> None:
-        """Stop a session's interpreters and remove its directory (unless it was yours)."""
-        self._run(self.engine.close_session(session_id))
-
-    def execute(
-        self,
-        session_id: str,
-        code: str,
-        language: str | None = None,
-        *,
-        timeout: float | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-    ) -> ExecutionResult:
-        """Run code in a session (callbacks are called from the engine thread)."""
-        return self._run(
-            self.engine.execute(session_id, code, language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
-        )
-
-    def interrupt(self, session_id: str) -> bool:
-        """Interrupt the session's running execution."""
-        return self._run(self.engine.interrupt(session_id))
-
-    def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
-        """Write bytes into the session directory."""
-        return self._run(self.engine.upload(session_id, path, data))
-
-    def download_file(self, session_id: str, path: str) -> bytes:
-        """Read a file from the session directory."""
-        return self._run(self.engine.download(session_id, path))
-
-    def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
-        """List a directory of the session."""
-        return self._run(self.engine.list_files(session_id, path))
-
-    def close(self) -> None:
-        """Stop every session and kernel this backend started."""
-        self._finalizer()
-
-    # -- browser capability (coderunner.browser.protocol.BrowserBackend) ---------------------------
-
-    def browser_create_session(
-        self,
-        viewport_width: int = 1920,
-        viewport_height: int = 1080,
-        user_agent: str | None = None,
-        *,
-        idle_timeout: float | None = None,
-    ) -> BrowserSessionInfo:
-        """Open an isolated browser session (Chromium starts with the first one)."""
-        return self._run(
-            self.browser_engine.create_session(viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout)
-        )
-
-    def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
-        """Describe a browser session."""
-        return self._run(self.browser_engine.get_session(session_id))
-
-    def browser_list_sessions(self) -> list[BrowserSessionInfo]:
-        """Describe every live browser session."""
-        return self._run(self.browser_engine.list_sessions())
-
-    def browser_close_session(self, session_id: str) -> None:
-        """Close a browser session."""
-        self._run(self.browser_engine.close_session(session_id))
-
-    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        return self._run(self.browser_engine.navigate(session_id, url, wait_timeout))
-
-    def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return self._run(self.browser_engine.click(session_id, selector, force, timeout))
-
-    def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return self._run(self.browser_engine.type(session_id, selector, text, delay, timeout))
-
-    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return self._run(self.browser_engine.fill(session_id, selector, value, timeout))
-
-    def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return self._run(self.browser_engine.scroll(session_id, selector, x, y))
-
-    def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return self._run(self.browser_engine.wait_for(session_id, condition, selector, timeout))
-
-    def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return self._run(self.browser_engine.screenshot(session_id, full_page, format, clip, quality))
-
-    def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return self._run(self.browser_engine.extract_elements(session_id, selector, attributes))
-
-    def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return self._run(
-            self.browser_engine.extract_content(session_id, include_interactive, include_anchors, max_anchors)
-        )
-
-
-class AsyncInProcessBackend(_Base):
-    """Asynchronous InProcess backend. See :class:`coderunner.backend.AsyncBackend`."""
 
     async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._host.closed:
@@ -346,8 +183,6 @@ class AsyncInProcessBackend(_Base):
 
     async def aclose(self) -> None:
         """Stop every session and kernel this backend started."""
-        import asyncio
-
         # Shutting down blocks on the engine thread; keep the caller's loop free meanwhile.
         await asyncio.to_thread(self._finalizer)
 
@@ -440,6 +275,41 @@ class AsyncInProcessBackend(_Base):
         return await self._run(
             self.browser_engine.extract_content(session_id, include_interactive, include_anchors, max_anchors)
         )
+
+
+class InProcessBackend(SyncBrowserBridge[AsyncInProcessBackend]):
+    """Synchronous InProcess backend. See :class:`coderunner.backend.Backend`.
+
+    The async backend's coroutines, run on its engine's loop thread (the callbacks of ``execute`` are
+    called from that thread). Takes the arguments of :class:`AsyncInProcessBackend`.
+    """
+
+    name = "inprocess"
+
+    def __init__(self, settings: Settings | None = None, *, browser_settings: BrowserSettings | None = None) -> None:
+        backend = AsyncInProcessBackend(settings, browser_settings=browser_settings)
+        super().__init__(backend, loop=backend._host.thread)
+        self.settings = backend.settings
+        self.browser_settings = backend.browser_settings
+
+    @property
+    def browser_engine(self) -> BrowserEngine:
+        """The browser engine (its methods must run on the engine's loop)."""
+        return self.wrapped.browser_engine
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (its methods must run on the engine's loop)."""
+        return self.wrapped.engine
+
+    def stats(self) -> dict[str, int]:
+        """Session and execution counters (and the browser's, once it was used)."""
+        return self.wrapped.stats()
+
+    def _shutdown(self) -> None:
+        # The async aclose stops the loop thread the bridge runs coroutines on, so it cannot run there:
+        # shut the engine down from this thread instead (what aclose does from a worker thread).
+        self.wrapped._finalizer()
 
 
 def factory(settings: Settings, *, asynchronous: bool, **options: Any) -> InProcessBackend | AsyncInProcessBackend:

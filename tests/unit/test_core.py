@@ -9,8 +9,8 @@ import pytest
 from coderunner import _core, errors
 from coderunner.config import ENV_VARS, Settings
 from coderunner.engine.output import CappedSink, StreamBuffer
-from coderunner.tasks import TaskTable
 from coderunner.models import ExecutionResult
+from coderunner.tasks import TaskTable
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coderunner import _core
-from coderunner.backends.docker.browser import AsyncDockerBrowserMixin, BrowserContainer, DockerBrowserMixin
+from coderunner.backends.bridge import AsyncBrowserBridge
+from coderunner.backends.docker.browser import BrowserContainer, DockerBrowserMixin
 from coderunner.backends.docker.disk import SessionStorage
 from coderunner.backends.docker.fleet import START_TIMEOUT, Box, Fleet, death_cause, death_message
 from coderunner.backends.docker.image import ImageSpec
@@ -681,97 +682,25 @@ class DockerBackend(DockerBrowserMixin):
         self._finalizer()
 
 
-class AsyncDockerBackend(AsyncDockerBrowserMixin):
+class AsyncDockerBackend(AsyncBrowserBridge[DockerBackend]):
     """Asynchronous Docker backend: the synchronous one's calls, run in worker threads.
 
     The Docker SDK is synchronous, and the HTTP calls to a container are a few milliseconds; running both
-    in threads keeps one implementation of the lifecycle and leaves the caller's loop free.
+    in threads keeps one implementation of the lifecycle and leaves the caller's loop free. Takes the
+    arguments of :class:`DockerBackend`; the bridge (:mod:`coderunner.backends.bridge`) makes a cancelled
+    ``execute`` interrupt its session.
     """
 
     name = "docker"
-    sync: DockerBackend
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
-        self.sync = DockerBackend(settings, **options)
-        self.settings = self.sync.settings
+        super().__init__(DockerBackend(settings, **options))
+        self.settings = self.wrapped.settings
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        **container_options: Any,
-    ) -> SessionInfo:
-        """Create a session in its own container. See :meth:`DockerBackend.create_session`."""
-        return await self._run(
-            self.sync.create_session,
-            language,
-            env=env,
-            working_dir=working_dir,
-            lifetime=lifetime,
-            idle_timeout=idle_timeout,
-            metadata=metadata,
-            **container_options,
-        )
-
-    async def get_session(self, session_id: str) -> SessionInfo:
-        """Describe a session."""
-        return await self._run(self.sync.get_session, session_id)
-
-    async def list_sessions(self) -> list[SessionInfo]:
-        """Describe every live session."""
-        return await self._run(self.sync.list_sessions)
-
-    async def close_session(self, session_id: str) -> None:
-        """Remove a session's container."""
-        await self._run(self.sync.close_session, session_id)
-
-    async def execute(
-        self,
-        session_id: str,
-        code: str,
-        language: str | None = None,
-        *,
-        timeout: float | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-    ) -> ExecutionResult:
-        """Run code in the session's container (callbacks are called from a worker thread)."""
-        import asyncio
-
-        try:
-            return await self._run(
-                self.sync.execute, session_id, code, language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
-            )
-        except asyncio.CancelledError:
-            # Our caller went away: the worker thread keeps waiting, so stop the code it waits for.
-            with contextlib.suppress(CodeRunnerError):
-                await asyncio.shield(self._run(self.sync.interrupt, session_id))
-            raise
-
-    async def interrupt(self, session_id: str) -> bool:
-        """Interrupt the session's running execution."""
-        return await self._run(self.sync.interrupt, session_id)
-
-    async def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
-        """Write bytes into the session directory."""
-        return await self._run(self.sync.upload_file, session_id, path, data)
-
-    async def download_file(self, session_id: str, path: str) -> bytes:
-        """Read a file from the session directory."""
-        return await self._run(self.sync.download_file, session_id, path)
-
-    async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
-        """List a directory of the session."""
-        return await self._run(self.sync.list_files, session_id, path)
-
-    async def aclose(self) -> None:
-        """Remove every container and directory this backend made."""
-        await self._run(self.sync.close)
+    @property
+    def sync(self) -> DockerBackend:
+        """The synchronous backend these calls run on (container ids, image, options)."""
+        return self.wrapped
 
 
 def factory(settings: Settings, *, asynchronous: bool, **options: Any) -> DockerBackend | AsyncDockerBackend:

@@ -42,7 +42,7 @@ from coderunner.errors import BackendError, BackendUnavailableError, Unsupported
 if TYPE_CHECKING:
     from coderunner.backends.instavm import InstaVMBackend
 
-__all__ = ["AsyncDockerBrowserMixin", "BrowserContainer", "DockerBrowserMixin"]
+__all__ = ["BrowserContainer", "DockerBrowserMixin"]
 
 T = TypeVar("T")
 
@@ -338,103 +338,4 @@ class DockerBrowserMixin:
         return self._browser.call(
             session_id,
             lambda c: c.browser_extract_content(session_id, include_interactive, include_anchors, max_anchors),
-        )
-
-
-class AsyncDockerBrowserMixin:
-    """The awaited browser capability of :class:`AsyncDockerBackend`: the synchronous calls, in worker threads."""
-
-    sync: DockerBrowserMixin
-
-    async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        import asyncio
-
-        return await asyncio.to_thread(func, *args, **kwargs)
-
-    async def browser_create_session(
-        self,
-        viewport_width: int = 1920,
-        viewport_height: int = 1080,
-        user_agent: str | None = None,
-        *,
-        idle_timeout: float | None = None,
-    ) -> BrowserSessionInfo:
-        """Open an isolated browser session in the browser container."""
-        return await self._run(
-            self.sync.browser_create_session, viewport_width, viewport_height, user_agent, idle_timeout=idle_timeout
-        )
-
-    async def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
-        """Describe a browser session."""
-        return await self._run(self.sync.browser_get_session, session_id)
-
-    async def browser_list_sessions(self) -> list[BrowserSessionInfo]:
-        """Describe every live browser session."""
-        return await self._run(self.sync.browser_list_sessions)
-
-    async def browser_close_session(self, session_id: str) -> None:
-        """Close a browser session."""
-        await self._run(self.sync.browser_close_session, session_id)
-
-    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        return await self._run(self.sync.browser_navigate, session_id, url, wait_timeout)
-
-    async def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return await self._run(self.sync.browser_click, session_id, selector, force, timeout)
-
-    async def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return await self._run(self.sync.browser_type, session_id, selector, text, delay, timeout)
-
-    async def browser_fill(
-        self, session_id: str, selector: str, value: str, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return await self._run(self.sync.browser_fill, session_id, selector, value, timeout)
-
-    async def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return await self._run(self.sync.browser_scroll, session_id, selector, x, y)
-
-    async def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return await self._run(self.sync.browser_wait_for, session_id, condition, selector, timeout)
-
-    async def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return await self._run(self.sync.browser_screenshot, session_id, full_page, format, clip, quality)
-
-    async def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return await self._run(self.sync.browser_extract_elements, session_id, selector, attributes)
-
-    async def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return await self._run(
-            self.sync.browser_extract_content, session_id, include_interactive, include_anchors, max_anchors
         )
