@@ -11,14 +11,19 @@ All methods run on the engine's event loop thread.
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from coderunner.errors import ConfigurationError
 from coderunner.models import ErrorInfo
 
-__all__ = ["Kernel", "KernelReply", "NullSink", "OutputSink"]
+__all__ = ["Kernel", "KernelReply", "NullSink", "OutputSink", "ipc_base", "ipc_dir", "ipc_leftovers"]
 
 
 class OutputSink(Protocol):
@@ -126,3 +131,51 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def is_alive(self) -> bool:
         """True while the interpreter process is running."""
+
+
+# A unix socket's path must fit in sockaddr_un.sun_path (108 bytes with its NUL on Linux, 104 on macOS), and
+# jupyter_client appends "-<port>" to the ipc base: keep the base well below.
+_MAX_IPC_BASE = 90
+
+
+def _short_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"coderunner-ipc-{os.getuid()}"
+
+
+def ipc_leftovers(engine_name: str) -> list[Path]:
+    """The sockets an engine of this name left in :func:`ipc_dir` (a crashed engine's, for the orphan reaper)."""
+    short = _short_dir()
+    return list(short.glob(f"{engine_name}-*")) if short.is_dir() else []
+
+
+def ipc_dir() -> Path:
+    """A short private directory for ipc sockets whose runtime directory's path is too long for them.
+
+    ``<tmp>/coderunner-ipc-<uid>``, mode 0700; refused if it is not ours or not a plain directory (a planted
+    link or another user's directory would let them see or take over the sockets).
+
+    Raises:
+        ConfigurationError: The directory exists but is not a private directory of this user.
+    """
+    path = _short_dir()
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ConfigurationError(
+            f"{path} is not a private directory of this user (for kernel sockets): remove it, or set "
+            "CODERUNNER_RUNTIME_DIR to a shorter path (under about 60 characters)."
+        )
+    return path
+
+
+def ipc_base(runtime_dir: Path, name: str) -> Path:
+    """Where a kernel's ipc sockets go: in its engine's runtime directory, or in :func:`ipc_dir` when too long.
+
+    In the short directory the name starts with the engine directory's name, so the orphan reaper can find
+    what a crashed engine left there.
+    """
+    base = runtime_dir / name
+    if len(os.fsencode(base)) <= _MAX_IPC_BASE:
+        return base
+    return ipc_dir() / f"{runtime_dir.name}-{name}"

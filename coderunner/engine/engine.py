@@ -27,7 +27,7 @@ import psutil
 from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
-from coderunner.engine.base import Kernel
+from coderunner.engine.base import Kernel, ipc_leftovers
 from coderunner.engine.session import EngineSession, ExecutionLimits
 from coderunner.engine.table import SessionTable
 from coderunner.errors import (
@@ -108,6 +108,10 @@ def reap_orphans(runtime_root: Path) -> int:
             log.info("killed %d processes left running by crashed engines", len(killed))
     for engine_dir in orphans:
         shutil.rmtree(engine_dir, ignore_errors=True)
+        # Sockets of an engine whose runtime path was too long for them (see engine.base.ipc_base).
+        for left in ipc_leftovers(engine_dir.name):
+            with contextlib.suppress(OSError):
+                left.unlink()
         cleaned += 1
     return cleaned
 

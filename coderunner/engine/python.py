@@ -18,7 +18,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from coderunner._core import strip_ansi
 from coderunner.engine import python_hooks
-from coderunner.engine.base import Kernel, KernelReply, NullSink, OutputSink
+from coderunner.engine.base import Kernel, KernelReply, NullSink, OutputSink, ipc_base
 from coderunner.engine.output import MAX_SPILL_BYTES, CappedSink, escape_surrogates
 from coderunner.errors import BackendError
 from coderunner.models import ErrorInfo
@@ -88,7 +88,7 @@ class PythonKernel(Kernel):
         km = AsyncKernelManager(
             transport="ipc",
             # ipc endpoints are file paths; an absolute one keeps them out of the cwd.
-            ip=str(runtime_dir / f"py-{tag}"),
+            ip=str(ipc_base(runtime_dir, f"py-{tag}")),
             connection_file=str(runtime_dir / f"py-{tag}.json"),
         )
         kernel_env = dict(env)
