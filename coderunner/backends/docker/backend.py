@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -32,13 +31,12 @@ from coderunner.backends.sandbox.agent_client import (
 from coderunner.backends.sandbox.contract import AGENT_PREFIX, IN_WORK
 from coderunner.browser.config import BrowserSettings
 from coderunner.config import Settings
+from coderunner.engine.table import SessionTable
 from coderunner.errors import (
     BackendError,
-    CapacityError,
     CodeRunnerError,
     ConfigurationError,
     InvalidRequestError,
-    SessionNotFoundError,
     error_for_code,
 )
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, SessionInfo
@@ -51,7 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OutputCallback = Callable[[str], None]
 
-_TOMBSTONES = 1000
 _TAMPERED = (
     "answered without its agent's proof (something inside the sandbox took over the agent's socket), so it was removed"
 )
@@ -212,9 +209,7 @@ class DockerBackend(DockerBrowserMixin):
         except BaseException:
             self._fleet.close()
             raise
-        self._sessions: dict[str, _Session] = {}
-        self._tombstones: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._sessions: SessionTable[_Session] = SessionTable(self.settings.max_sessions)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._expire_loop, name="coderunner-docker-expiry", daemon=True)
         self._reaper.start()
@@ -238,14 +233,7 @@ class DockerBackend(DockerBrowserMixin):
     # -- sessions ---------------------------------------------------------------------------------
 
     def _get(self, session_id: str) -> _Session:
-        with self._lock:
-            session = self._sessions.get(session_id)
-            reason = self._tombstones.get(session_id)
-        if session is not None:
-            return session
-        if reason:
-            raise SessionNotFoundError(f"Session {session_id} is gone: {reason}. Start a new session.")
-        raise SessionNotFoundError(f"Session {session_id!r} does not exist. Create one with create_session().")
+        return self._sessions.get(session_id)
 
     def _adopt(self, box: Box, language: str, env: Mapping[str, str], metadata: Mapping[str, str]) -> str:
         response = box.wire.request(
@@ -315,38 +303,34 @@ class DockerBackend(DockerBrowserMixin):
         lifetime = _core.validate_duration(lifetime, "lifetime")
         idle_timeout = _core.validate_duration(idle_timeout, "idle_timeout")
         self._fleet.disk_limit(options)  # a limit this host cannot enforce fails now
-        with self._lock:
-            if len(self._sessions) >= self.settings.max_sessions:
-                raise CapacityError(
-                    f"This runner already has {len(self._sessions)} sessions (max_sessions="
-                    f"{self.settings.max_sessions}). Close one, or raise CODERUNNER_MAX_SESSIONS."
-                )
         work = None
         if working_dir is not None:
             work = Path(working_dir).expanduser().resolve()
             if self._fleet.remote:
                 raise ConfigurationError("working_dir cannot be mounted from this machine into a remote Docker engine.")
-            work.mkdir(parents=True, exist_ok=True)
-        box, inner = self._open(options, language, env, meta, work=work)
-        try:
-            session_id = str(uuid.uuid4())
-            session = _Session(
-                session_id=session_id,
-                language=language,
-                env=env,
-                metadata=meta,
-                options=options,
-                box=box,
-                inner_id=inner,
-                idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-                expires_at=datetime.fromtimestamp(time.time() + lifetime, timezone.utc) if lifetime else None,
-            )
-            with self._lock:
-                self._sessions[session_id] = session
-            return self._info(session, languages=[language])
-        except BaseException:
-            self._fleet.remove(box)  # taken, so given back: nothing counts or expires a box without a session
-            raise
+        # The place is held while the container starts: sessions created at once cannot pass max_sessions.
+        with self._sessions.reserve() as place:
+            if work is not None:
+                work.mkdir(parents=True, exist_ok=True)
+            box, inner = self._open(options, language, env, meta, work=work)
+            try:
+                session_id = str(uuid.uuid4())
+                session = _Session(
+                    session_id=session_id,
+                    language=language,
+                    env=env,
+                    metadata=meta,
+                    options=options,
+                    box=box,
+                    inner_id=inner,
+                    idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
+                    expires_at=datetime.fromtimestamp(time.time() + lifetime, timezone.utc) if lifetime else None,
+                )
+                place.add(session_id, session)
+                return self._info(session, languages=[language])
+            except BaseException:
+                self._fleet.remove(box)  # taken, so given back: nothing counts or expires a box without a session
+                raise
 
     def _info(self, session: _Session, languages: list[str] | None = None) -> SessionInfo:
         if languages is None:
@@ -377,53 +361,34 @@ class DockerBackend(DockerBrowserMixin):
 
     def list_sessions(self) -> list[SessionInfo]:
         """Describe every live session."""
-        with self._lock:
-            sessions = list(self._sessions.values())
-        return [self._info(s) for s in sessions]
+        return [self._info(s) for s in self._sessions.values()]
 
     def close_session(self, session_id: str) -> None:
         """Remove a session's container (and its directory, unless it was yours). Closing twice is a no-op."""
-        with self._lock:
-            if session_id not in self._sessions and session_id in self._tombstones:
-                return
+        if self._sessions.is_gone(session_id):
+            return
         self._get(session_id)
         self._drop(session_id, "it was closed")
 
     def _drop(self, session_id: str, reason: str) -> None:
-        with self._lock:
-            session = self._sessions.pop(session_id, None)
-            self._tombstones[session_id] = reason
-            while len(self._tombstones) > _TOMBSTONES:
-                self._tombstones.popitem(last=False)
+        session = self._sessions.forget(session_id, reason)
         if session is not None:
             self._fleet.remove(session.box)  # its /work too, unless it was the caller's directory
 
     def _expire_loop(self) -> None:
         while not self._stop.wait(self._expiry_period()):
-            now = time.monotonic()
-            with self._lock:
-                sessions = list(self._sessions.values())
-            for session in sessions:
-                reason = session.expiry_reason(now)
-                if reason:
-                    stamp = _now().isoformat(timespec="seconds")
-                    log.info("session %s expired: %s", session.session_id, reason)
-                    with contextlib.suppress(Exception):  # the loop must survive a failed removal
-                        self._drop(session.session_id, f"it expired at {stamp} because {reason}")
+            for gone in self._sessions.expire(time.monotonic()):
+                log.info("session %s expired: %s", gone.session_id, gone.reason)
+                with contextlib.suppress(Exception):  # the loop must survive a failed removal
+                    self._fleet.remove(gone.session.box)
             with contextlib.suppress(Exception):
                 self._browser.stop_if_idle()
 
     def _expiry_period(self) -> float:
-        limits = [5.0]
+        period = self._sessions.next_check(floor=0.1)
         if self._browser.idle_after:
-            limits.append(self._browser.idle_after / 4)
-        with self._lock:
-            for s in self._sessions.values():
-                if s.idle_timeout:
-                    limits.append(s.idle_timeout / 4)
-                if s.expires_at is not None:
-                    limits.append(s.expires_at.timestamp() - time.time())
-        return max(0.1, min(limits))
+            period = max(0.1, min(period, self._browser.idle_after / 4))
+        return period
 
     # -- replacing dead containers ----------------------------------------------------------------
 
@@ -674,10 +639,7 @@ class DockerBackend(DockerBrowserMixin):
 
     def close(self) -> None:
         """Remove every container and directory this backend made. Idempotent."""
-        with self._lock:
-            for sid in list(self._sessions):
-                self._tombstones[sid] = "the runner was closed"
-            self._sessions.clear()
+        self._sessions.forget_all("the runner was closed")
         self._browser.close()
         self._finalizer()
 
