@@ -23,10 +23,13 @@ test-deps: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	$(MAKE) docker-image
 
-## test: install what the tests need, check lint and types, run the whole suite (engines stopped after)
+## test: install what the tests need, check lint and types, run the whole suite (engines stopped after): two
+##       workers (pytest-xdist), then the tests marked serial alone
 test: test-deps lint
 	bash scripts/docker-engine.sh start-tcp 23750
-	CODERUNNER_TEST_REMOTE_DOCKER=tcp://127.0.0.1:23750 $(BIN)/pytest; s=$$?; $(MAKE) docker-stop; exit $$s
+	CODERUNNER_TEST_REMOTE_DOCKER=tcp://127.0.0.1:23750 $(BIN)/pytest -n 2 --dist loadfile -m "not serial"; s=$$?; \
+		CODERUNNER_TEST_REMOTE_DOCKER=tcp://127.0.0.1:23750 $(BIN)/pytest -m serial; t=$$?; \
+		$(MAKE) docker-stop; [ $$s -eq 0 ] && [ $$t -eq 0 ]
 
 ## docker-engine: install (if missing) and start dockerd without a bridge or firewall changes (+ gVisor)
 docker-engine:

@@ -13,7 +13,8 @@ import pytest
 
 from coderunner import CodeRunner, CodeRunnerError, Session
 
-pytestmark = pytest.mark.docker
+# serial: the bomb takes the CPU from every test beside it (their timeouts would pass for failures).
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 # The bomb: sleepers, children of the Python interpreter, until fork() fails.
 _PYTHON_BOMB = "import os, time\nfor _ in range(10000):\n  if os.fork() == 0: time.sleep(600); os._exit(0)\n"

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# serial: a fork bomb fills the per-user process limit that every test running beside it shares.
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(300)]
 
 # Room for the runner (its threads count: the engine's, jupyter's), a Python, a bash and a node kernel.
 _PIDS_MAX = 160

@@ -24,7 +24,8 @@ import pytest
 
 from coderunner import CodeRunner
 
-pytestmark = pytest.mark.timeout(180)
+# serial: these scan and kill processes by tag and count them; nothing else should start processes meanwhile.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.serial]
 
 # Each snippet starts three sleepers: a plain child, one in a new session (setsid) and one double-forked
 # in a new session (its parent exits, so it is re-parented away from the interpreter), prints their pids

@@ -63,6 +63,7 @@ def test_interpreter_exit_without_close_cleans_up(tmp_path: Path) -> None:
     assert list(tmp_path.glob("e-*")) == []
 
 
+@pytest.mark.serial  # its orphans must still be there when it looks: nothing else may reap or load meanwhile
 def test_orphans_of_a_killed_runner_are_reaped_at_next_start(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
