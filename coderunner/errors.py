@@ -22,13 +22,19 @@ Failures in the *user's* code are never exceptions: they come back as data on
 
 Every backend translates its own library's exceptions (``zmq``, ``httpx``,
 ``docker``) into this tree at its edge, so callers only ever catch these.
+
+Over HTTP each code has one status, :data:`HTTP_STATUS` (what ``coderunner serve``
+answers), and :func:`error_for_answer` turns an error answer back into the exception
+(what its clients raise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = [
+    "HTTP_STATUS",
     "AuthenticationError",
     "BackendError",
     "BackendUnavailableError",
@@ -44,6 +50,7 @@ __all__ = [
     "SessionNotFoundError",
     "TaskNotFoundError",
     "UnsupportedOperationError",
+    "error_for_answer",
     "error_for_code",
 ]
 
@@ -190,3 +197,74 @@ def error_for_code(code: str, message: str) -> CodeRunnerError:
     if cls is MissingDependencyError:
         return ConfigurationError(message)
     return cls(message)
+
+
+HTTP_STATUS: dict[str, int] = {
+    "error": 500,
+    "configuration": 400,
+    "missing_dependency": 501,
+    "invalid_request": 400,
+    "path_not_allowed": 400,
+    "not_found": 404,
+    "session_not_found": 404,
+    "task_not_found": 404,
+    "file_not_found": 404,
+    "capacity": 429,
+    "backend": 502,
+    "backend_unavailable": 503,
+    # The caller's own key is refused before any handler runs (401). An AuthenticationError raised while
+    # answering comes from the server's backend (a remote InstaVM refusing the server's key): a 401 would
+    # make clients blame their own key, so it is a bad-gateway error.
+    "authentication": 502,
+    "rate_limited": 429,
+    "unsupported": 501,
+}
+"""The HTTP status for each code of the tree above (the browser's codes are in
+:data:`coderunner.browser.errors.HTTP_STATUS`)."""
+
+# Not HTTP_STATUS turned round: a status several codes share stands for the general error (404 NotFoundError,
+# 400 InvalidRequestError), and it covers statuses other servers send (401, 403, 413, 422).
+_ERROR_FOR_STATUS: dict[int, type[CodeRunnerError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    413: InvalidRequestError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+    501: UnsupportedOperationError,
+    503: BackendUnavailableError,
+}
+
+
+def error_for_answer(
+    status: int,
+    code: str | None,
+    message: str,
+    *,
+    by_status: Callable[[type[CodeRunnerError]], CodeRunnerError] | None = None,
+) -> CodeRunnerError:
+    """Rebuild the exception an HTTP error answer stands for (the way back from :data:`HTTP_STATUS`).
+
+    A ``code`` that names a class of the tree wins, because several classes share a status (404 is any
+    not-found error, 429 is capacity or rate_limited, 403 is also the browser's destination_blocked).
+    Without one (no code, the base ``"error"``, or a code this version does not know) the status
+    decides: 400, 413 and 422 give InvalidRequestError, 401 and 403 AuthenticationError, 404
+    NotFoundError, 429 RateLimitError, 501 UnsupportedOperationError, 503 BackendUnavailableError, and
+    any other status BackendError.
+
+    Args:
+        status: The answer's HTTP status.
+        code: The answer's ``code``, or None when it has none.
+        message: The message to carry.
+        by_status: Builds the exception when the status decides, from the class the status stands
+            for: for a client that knows more than the status says (which thing a 404 on this route
+            misses) or words the message its own way. Default: that class with ``message``.
+
+    Returns:
+        An instance of the matching exception class.
+    """
+    if code is not None and code != CodeRunnerError.code and code in _BY_CODE:
+        return error_for_code(code, message)
+    cls = _ERROR_FOR_STATUS.get(status, BackendError)
+    return cls(message) if by_status is None else by_status(cls)

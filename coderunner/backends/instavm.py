@@ -77,6 +77,7 @@ from coderunner.errors import (
     RateLimitError,
     SessionNotFoundError,
     UnsupportedOperationError,
+    error_for_answer,
     error_for_code,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
@@ -241,27 +242,26 @@ class _Wire:
                 f"The server at {self.base_url} has no {call.method} {call.path.split('?')[0]} route ({detail}); "
                 "this operation needs coderunner serve."
             )
+
+        def by_status(cls: type[CodeRunnerError]) -> CodeRunnerError:
+            # No code this client knows (the InstaVM cloud's shapes): the status's error, made precise by what the
+            # call names (which thing a 404 misses, a browser action's 408), and worded from this side where the
+            # server is the one refusing or failing.
+            if status == 404:
+                return call.not_found(detail)
+            if status == 408 and call.path.startswith(_BROWSER):
+                return BrowserTimeoutError(detail)
+            said: dict[type[CodeRunnerError], str] = {
+                AuthenticationError: f"{self.base_url} refused the request ({detail}); check {API_KEY_ENV}.",
+                RateLimitError: f"{self.base_url} asked to slow down: {detail}",
+                BackendUnavailableError: f"{self.base_url} is unavailable ({status}): {detail}",
+                BackendError: f"{self.base_url} answered HTTP {status} to {call.method} {call.path}: {detail}",
+            }
+            return cls(said.get(cls, detail))
+
         # coderunner serve names the error in a stable code: it wins over the status, which several errors
         # share (403 is also the browser's egress refusal, destination_blocked, not a key problem).
-        known = error_for_code(code, detail) if code is not None and code not in _UNROUTED else None
-        if known is not None and type(known) is not CodeRunnerError:
-            return known
-        # No code, or one this client does not know (the InstaVM cloud's shapes): by status.
-        if status == 403:
-            return AuthenticationError(f"{self.base_url} refused the request ({detail}); check {API_KEY_ENV}.")
-        if status == 404:
-            return call.not_found(detail)
-        if status == 408 and call.path.startswith(_BROWSER):
-            return BrowserTimeoutError(detail)
-        if status in (400, 413, 422):
-            return InvalidRequestError(detail)
-        if status == 429:
-            return RateLimitError(f"{self.base_url} asked to slow down: {detail}")
-        if status == 501:
-            return UnsupportedOperationError(detail)
-        if status == 503:
-            return BackendUnavailableError(f"{self.base_url} is unavailable (503): {detail}")
-        return BackendError(f"{self.base_url} answered HTTP {status} to {call.method} {call.path}: {detail}")
+        return error_for_answer(status, code, detail, by_status=by_status)
 
     # -- sessions ----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from coderunner.errors import CodeRunnerError, ConfigurationError, MissingDependencyError
+from coderunner.errors import HTTP_STATUS, CodeRunnerError, ConfigurationError, MissingDependencyError
 
 try:
     import fastapi  # noqa: F401
@@ -52,27 +52,12 @@ DEFAULT_JOB_RETENTION = 7 * 86_400.0
 """Seconds finished job records are kept by default (one week)."""
 
 STATUS_FOR_CODE: dict[str, int] = {
-    "not_found": 404,
-    "session_not_found": 404,
-    "task_not_found": 404,
-    "file_not_found": 404,
-    "invalid_request": 400,
-    "path_not_allowed": 400,
-    "configuration": 400,
-    "missing_dependency": 501,
-    "unsupported": 501,
-    "capacity": 429,
-    "rate_limited": 429,
-    # The caller's own key is checked by the middleware (401). An AuthenticationError raised while
-    # handling a request comes from the server's backend (e.g. a remote InstaVM refusing the
-    # server's key): a 401 would make clients blame their own key, so it is a bad-gateway error.
-    "authentication": 502,
-    "backend": 502,
-    "backend_unavailable": 503,
+    **HTTP_STATUS,
     # element_not_found 404, browser_timeout 408, destination_blocked 403, browser_session_lost 410, ...
     **BROWSER_HTTP_STATUS,
 }
-"""HTTP status for each :attr:`CodeRunnerError.code`; codes not listed give 500."""
+"""HTTP status for each :attr:`CodeRunnerError.code`: the core tree's (:data:`coderunner.errors.HTTP_STATUS`)
+and the browser's; codes not listed give 500."""
 
 _RETRY_AFTER = "5"
 

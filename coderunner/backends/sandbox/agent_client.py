@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from coderunner.errors import BackendError, CodeRunnerError, error_for_code
+from coderunner.errors import BackendError, CodeRunnerError, error_for_answer
 
 __all__ = [
     "KEY_FILE",
@@ -113,15 +113,23 @@ class Answer:
 
 
 def error_for(status: int, content: bytes) -> CodeRunnerError:
-    """The coderunner error an agent's error answer stands for."""
+    """The coderunner error an agent's error answer stands for (the shared table: :func:`error_for_answer`)."""
+    code: str | None
     try:
         body = json.loads(content)
-        code, detail = str(body.get("code", "error")), str(body.get("detail", ""))
+        code, detail = body.get("code"), str(body.get("detail", ""))
     except (ValueError, AttributeError):
-        code, detail = "backend", content[:500].decode("utf-8", "replace")
+        code, detail = None, content[:500].decode("utf-8", "replace")
     if code in ("route_not_found", "method_not_allowed", "error"):
+        # The agent is our own server: a route it lacks (a version mismatch) or an unexpected failure of it.
         return BackendError(f"The sandbox's agent answered HTTP {status}: {detail}")
-    return error_for_code(code, detail)
+
+    def by_status(cls: type[CodeRunnerError]) -> CodeRunnerError:
+        if cls is BackendError:
+            return BackendError(f"The sandbox's agent answered HTTP {status}: {detail}")
+        return cls(detail)
+
+    return error_for_answer(status, code if isinstance(code, str) else None, detail, by_status=by_status)
 
 
 def connect_unix(path: Path, timeout: float | None = 10.0) -> socket.socket:
