@@ -1,7 +1,7 @@
 """The InstaVM backend: run code on an InstaVM-protocol server (the InstaVM cloud, or ``coderunner serve``).
 
 Sync :class:`InstaVMBackend` (``httpx.Client``) and async :class:`AsyncInstaVMBackend`
-(``httpx.AsyncClient``) are twins over :class:`_Wire`, which builds every request and parses every
+(``httpx.AsyncClient``) are twins over :class:`_Protocol`, which builds every request and parses every
 answer without doing I/O; the twins only send.
 
 Configuration: ``api_key`` > ``INSTAVM_API_KEY``; ``base_url`` > ``INSTAVM_BASE_URL`` >
@@ -125,7 +125,7 @@ def _is_loopback_url(url: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _Call:
+class _HttpRequest:
     """One HTTP request, described without sending it."""
 
     method: str
@@ -143,7 +143,7 @@ class _Call:
         return self.method in ("GET", "HEAD")
 
 
-class _Wire:
+class _Protocol:
     """Request building and answer parsing shared by both clients (no I/O here)."""
 
     name = "instavm"
@@ -198,7 +198,7 @@ class _Wire:
         """Backoff before retry number ``attempt`` (0-based)."""
         return float(_BACKOFF * (2**attempt))
 
-    def transport_error(self, call: _Call, exc: httpx.HTTPError) -> CodeRunnerError:
+    def transport_error(self, call: _HttpRequest, exc: httpx.HTTPError) -> CodeRunnerError:
         """Translate an httpx failure (nothing usable came back)."""
         where = f"{call.method} {self.base_url}{call.path}"
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
@@ -212,7 +212,7 @@ class _Wire:
             return ConfigurationError(f"Invalid InstaVM URL {self.base_url!r}: {exc}")
         return BackendError(f"{where} failed: {type(exc).__name__}: {exc}")
 
-    def answer(self, call: _Call, status: int, content: bytes) -> Any:
+    def answer(self, call: _HttpRequest, status: int, content: bytes) -> Any:
         """Parse a response: the JSON payload on success, the matching exception otherwise."""
         payload = _json_or_none(content)
         if 200 <= status < 300:
@@ -221,7 +221,7 @@ class _Wire:
             return payload
         raise self.error(call, status, payload, content)
 
-    def error(self, call: _Call, status: int, payload: Any, content: bytes) -> CodeRunnerError:
+    def error(self, call: _HttpRequest, status: int, payload: Any, content: bytes) -> CodeRunnerError:
         """The exception for an error answer."""
         code: str | None = None
         if isinstance(payload, dict):
@@ -273,7 +273,7 @@ class _Wire:
         lifetime: float | None,
         idle_timeout: float | None,
         metadata: Mapping[str, str] | None,
-    ) -> tuple[_Call, str]:
+    ) -> tuple[_HttpRequest, str]:
         """The session-creation request and the session's normalised language."""
         self.check_open()
         lang = _core.normalize_language(language)
@@ -291,7 +291,7 @@ class _Wire:
             body["language"] = lang  # coderunner serve honours it; others ignore unknown keys
         if idle_timeout is not None:
             body["idle_timeout"] = idle_timeout
-        return _Call("POST", "/v1/sessions/session", json=body), lang
+        return _HttpRequest("POST", "/v1/sessions/session", json=body), lang
 
     def session_created(self, payload: Any, language: str) -> SessionInfo:
         """Parse the creation answer and remember the session."""
@@ -329,21 +329,21 @@ class _Wire:
             backend=self.name,
         )
 
-    def get_session_call(self, session_id: str) -> _Call:
+    def get_session_call(self, session_id: str) -> _HttpRequest:
         """Describe a session."""
         self.check_open()
-        return _Call("GET", f"/v1/sessions/session/{quote(session_id, safe='')}")
+        return _HttpRequest("GET", f"/v1/sessions/session/{quote(session_id, safe='')}")
 
-    def close_session_call(self, session_id: str) -> _Call:
+    def close_session_call(self, session_id: str) -> _HttpRequest:
         """Stop a session."""
         self.check_open()
-        return _Call("POST", "/kill", json={"session_id": session_id})
+        return _HttpRequest("POST", "/kill", json={"session_id": session_id})
 
     # -- execution ---------------------------------------------------------------------------------
 
     def execute_call(
         self, session_id: str, code: str, language: str | None, timeout: float | None
-    ) -> tuple[_Call, str, list[str]]:
+    ) -> tuple[_HttpRequest, str, list[str]]:
         """The execute request, the language it runs as, and warnings to attach to the result."""
         self.check_open()
         code = _core.validate_code(code)
@@ -356,7 +356,7 @@ class _Wire:
             limit = float(WIRE_MAX_TIMEOUT)
         seconds = min(max(math.ceil(limit), 1), WIRE_MAX_TIMEOUT)
         body = {"command": code, "session_id": session_id, "language": lang, "timeout": seconds}
-        return _Call("POST", "/execute", json=body, timeout=seconds + _ANSWER_MARGIN), lang, warnings
+        return _HttpRequest("POST", "/execute", json=body, timeout=seconds + _ANSWER_MARGIN), lang, warnings
 
     def execution_result(self, payload: Any, session_id: str, language: str, warnings: list[str]) -> ExecutionResult:
         """Parse an execute answer: rich fields when present, derived from stdout/stderr/exit_code otherwise."""
@@ -390,12 +390,12 @@ class _Wire:
 
     def stream_call(
         self, session_id: str, code: str, language: str | None, timeout: float | None
-    ) -> tuple[_Call, str, list[str]]:
+    ) -> tuple[_HttpRequest, str, list[str]]:
         """Like :meth:`execute_call`, for coderunner serve's streaming route (NDJSON output events)."""
         call, lang, warnings = self.execute_call(session_id, code, language, timeout)
         return replace(call, path="/execute/stream", not_found=_unsupported), lang, warnings
 
-    def stream_refused(self, call: _Call, status: int, content: bytes) -> CodeRunnerError | None:
+    def stream_refused(self, call: _HttpRequest, status: int, content: bytes) -> CodeRunnerError | None:
         """The error for a refused stream request, or None when the server simply has no such route."""
         error = self.error(call, status, _json_or_none(content), content)
         if status in (404, 405) and isinstance(error, UnsupportedOperationError):
@@ -425,10 +425,10 @@ class _Wire:
             raise error_for_code(str(event.get("code") or "backend"), str(event.get("detail") or "execution failed"))
         return None
 
-    def interrupt_call(self, session_id: str) -> _Call:
+    def interrupt_call(self, session_id: str) -> _HttpRequest:
         """Interrupt the session's running execution (coderunner serve only)."""
         self.check_open()
-        return _Call("POST", f"/sessions/{quote(session_id, safe='')}/interrupt", not_found=_unsupported)
+        return _HttpRequest("POST", f"/sessions/{quote(session_id, safe='')}/interrupt", not_found=_unsupported)
 
     @staticmethod
     def interrupted(payload: Any) -> bool:
@@ -437,12 +437,12 @@ class _Wire:
 
     # -- files -------------------------------------------------------------------------------------
 
-    def upload_call(self, session_id: str, path: str, data: bytes) -> _Call:
+    def upload_call(self, session_id: str, path: str, data: bytes) -> _HttpRequest:
         """Multipart upload of ``data`` to ``path`` in the session."""
         self.check_open()
         _core.check_path_text(path)
         name = PurePosixPath(path).name or "upload"
-        return _Call(
+        return _HttpRequest(
             "POST",
             "/upload",
             data={"remote_path": path, "session_id": session_id, "recursive": "false"},
@@ -464,11 +464,11 @@ class _Wire:
             )
         return FileInfo(path=path, size=size, modified_at=_now())
 
-    def download_call(self, session_id: str, path: str) -> _Call:
+    def download_call(self, session_id: str, path: str) -> _HttpRequest:
         """Form-encoded download of ``path``."""
         self.check_open()
         _core.check_path_text(path)
-        return _Call(
+        return _HttpRequest(
             "POST",
             "/download",
             data={"filename": path, "session_id": session_id},
@@ -485,10 +485,10 @@ class _Wire:
         except ValueError as exc:
             raise BackendError(f"The server's download content is not valid base64: {exc}") from None
 
-    def list_files_call(self, session_id: str, path: str) -> _Call:
+    def list_files_call(self, session_id: str, path: str) -> _HttpRequest:
         """List a directory (coderunner serve only)."""
         self.check_open()
-        return _Call(
+        return _HttpRequest(
             "GET", f"/sessions/{quote(session_id, safe='')}/files", params={"path": path}, not_found=_unsupported
         )
 
@@ -504,16 +504,18 @@ class _Wire:
 
     # -- browser -----------------------------------------------------------------------------------
 
-    def _browser_call(self, path: str, body: dict[str, Any], wait_ms: float = 0.0, *, element: bool = False) -> _Call:
+    def _browser_call(
+        self, path: str, body: dict[str, Any], wait_ms: float = 0.0, *, element: bool = False
+    ) -> _HttpRequest:
         """A browser interaction request; its HTTP timeout outlasts the action's own ``wait_ms``."""
         self.check_open()
         timeout = max(self.http_timeout, wait_ms / 1000 + _BROWSER_MARGIN)
         not_found: NotFound = ElementNotFoundError if element else SessionNotFoundError
-        return _Call("POST", f"{_BROWSER}interactions/{path}", json=body, timeout=timeout, not_found=not_found)
+        return _HttpRequest("POST", f"{_BROWSER}interactions/{path}", json=body, timeout=timeout, not_found=not_found)
 
     def browser_create_session_call(
         self, viewport_width: int, viewport_height: int, user_agent: str | None, idle_timeout: float | None
-    ) -> tuple[_Call, Callable[[Any], BrowserSessionInfo]]:
+    ) -> tuple[_HttpRequest, Callable[[Any], BrowserSessionInfo]]:
         """Open a browser session."""
         self.check_open()
         body: dict[str, Any] = {"viewport_width": viewport_width, "viewport_height": viewport_height}
@@ -528,7 +530,7 @@ class _Wire:
             self.browser_sessions.add(info.session_id)
             return info
 
-        return _Call("POST", f"{_BROWSER}sessions/", json=body), parse
+        return _HttpRequest("POST", f"{_BROWSER}sessions/", json=body), parse
 
     def browser_info(self, payload: Any, viewport: Viewport | None = None) -> BrowserSessionInfo:
         """Parse a browser session description (coderunner's shape, or the least any server sends)."""
@@ -548,15 +550,15 @@ class _Wire:
             backend=self.name,
         )
 
-    def browser_get_session_call(self, session_id: str) -> _Call:
+    def browser_get_session_call(self, session_id: str) -> _HttpRequest:
         """Describe a browser session."""
         self.check_open()
-        return _Call("GET", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
+        return _HttpRequest("GET", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
 
-    def browser_list_sessions_call(self) -> _Call:
+    def browser_list_sessions_call(self) -> _HttpRequest:
         """List the server's browser sessions."""
         self.check_open()
-        return _Call("GET", f"{_BROWSER}sessions/")
+        return _HttpRequest("GET", f"{_BROWSER}sessions/")
 
     def browser_session_list(self, payload: Any) -> list[BrowserSessionInfo]:
         """Parse the session listing."""
@@ -564,11 +566,11 @@ class _Wire:
             raise BackendError("The server's browser session listing has no 'sessions' list.")
         return [self.browser_info(item) for item in payload["sessions"]]
 
-    def browser_close_session_call(self, session_id: str) -> _Call:
+    def browser_close_session_call(self, session_id: str) -> _HttpRequest:
         """Close a browser session."""
         self.check_open()
         self.browser_sessions.discard(session_id)
-        return _Call("DELETE", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
+        return _HttpRequest("DELETE", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
 
     @staticmethod
     def action_result(action: str, session_id: str) -> Callable[[Any], BrowserActionResult]:
@@ -588,33 +590,37 @@ class _Wire:
 
         return parse
 
-    def browser_navigate_call(self, session_id: str, url: str, wait_timeout: float) -> _Call:
+    def browser_navigate_call(self, session_id: str, url: str, wait_timeout: float) -> _HttpRequest:
         """Open a URL."""
         body = {"session_id": session_id, "url": url, "wait_timeout": wait_timeout}
         return self._browser_call("navigate", body, wait_timeout)
 
-    def browser_click_call(self, session_id: str, selector: str, force: bool, timeout: float) -> _Call:
+    def browser_click_call(self, session_id: str, selector: str, force: bool, timeout: float) -> _HttpRequest:
         """Click an element."""
         body = {"session_id": session_id, "selector": selector, "force": force, "timeout": timeout}
         return self._browser_call("click", body, timeout, element=True)
 
-    def browser_type_call(self, session_id: str, selector: str, text: str, delay: float, timeout: float) -> _Call:
+    def browser_type_call(
+        self, session_id: str, selector: str, text: str, delay: float, timeout: float
+    ) -> _HttpRequest:
         """Type into an element (the HTTP wait also covers the key delays)."""
         body = {"session_id": session_id, "selector": selector, "text": text, "delay": delay, "timeout": timeout}
         return self._browser_call("type", body, timeout + delay * len(text), element=True)
 
-    def browser_fill_call(self, session_id: str, selector: str, value: str, timeout: float) -> _Call:
+    def browser_fill_call(self, session_id: str, selector: str, value: str, timeout: float) -> _HttpRequest:
         """Fill a form field."""
         body = {"session_id": session_id, "selector": selector, "value": value, "timeout": timeout}
         return self._browser_call("fill", body, timeout, element=True)
 
-    def browser_scroll_call(self, session_id: str, selector: str | None, x: float | None, y: float | None) -> _Call:
+    def browser_scroll_call(
+        self, session_id: str, selector: str | None, x: float | None, y: float | None
+    ) -> _HttpRequest:
         """Scroll an element into view or the page to x/y."""
         body: dict[str, Any] = {"session_id": session_id}
         body.update({k: v for k, v in (("selector", selector), ("x", x), ("y", y)) if v is not None})
         return self._browser_call("scroll", body, element=selector is not None)
 
-    def browser_wait_call(self, session_id: str, condition: str, selector: str | None, timeout: float) -> _Call:
+    def browser_wait_call(self, session_id: str, condition: str, selector: str | None, timeout: float) -> _HttpRequest:
         """Wait for a condition."""
         body: dict[str, Any] = {"session_id": session_id, "condition": condition, "timeout": timeout}
         if selector is not None:
@@ -623,7 +629,7 @@ class _Wire:
 
     def browser_screenshot_call(
         self, session_id: str, full_page: bool, format: str, clip: Mapping[str, float] | None, quality: int | None
-    ) -> _Call:
+    ) -> _HttpRequest:
         """Capture the page."""
         body: dict[str, Any] = {"session_id": session_id, "full_page": full_page, "format": format}
         if clip is not None:
@@ -639,7 +645,9 @@ class _Wire:
             raise BackendError("The server's screenshot answer has no base64 'screenshot'.")
         return str(payload["screenshot"])
 
-    def browser_extract_call(self, session_id: str, selector: str | None, attributes: Sequence[str] | None) -> _Call:
+    def browser_extract_call(
+        self, session_id: str, selector: str | None, attributes: Sequence[str] | None
+    ) -> _HttpRequest:
         """Read elements matching a selector."""
         body: dict[str, Any] = {"session_id": session_id}
         if selector is not None:
@@ -660,7 +668,7 @@ class _Wire:
 
     def browser_content_call(
         self, session_id: str, include_interactive: bool, include_anchors: bool, max_anchors: int
-    ) -> _Call:
+    ) -> _HttpRequest:
         """Read the page's content."""
         body = {
             "session_id": session_id,
@@ -698,7 +706,7 @@ def _json_or_none(content: bytes) -> Any:
 _STREAM_ENDED = "The server's output stream ended before the execution's result arrived."
 
 
-class InstaVMBackend(_Wire):
+class InstaVMBackend(_Protocol):
     """Synchronous InstaVM backend (``httpx.Client``). See :class:`coderunner.backend.Backend`.
 
     Args:
@@ -729,7 +737,7 @@ class InstaVMBackend(_Wire):
             headers=self.headers(), timeout=http_timeout, transport=transport or httpx.HTTPTransport(**_TRANSPORT)
         )
 
-    def _send(self, call: _Call) -> Any:
+    def _send(self, call: _HttpRequest) -> Any:
         for attempt in range(self.max_retries + 1):
             try:
                 response = self._client.request(
@@ -814,7 +822,7 @@ class InstaVMBackend(_Wire):
         return result
 
     def _stream(
-        self, call: _Call, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+        self, call: _HttpRequest, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
     ) -> Any:
         """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
         for attempt in range(self.max_retries + 1):
@@ -964,7 +972,7 @@ class InstaVMBackend(_Wire):
         self._client.close()
 
 
-class AsyncInstaVMBackend(_Wire):
+class AsyncInstaVMBackend(_Protocol):
     """Asynchronous InstaVM backend (``httpx.AsyncClient``). See :class:`coderunner.backend.AsyncBackend`.
 
     Takes the same arguments as :class:`InstaVMBackend`.
@@ -986,7 +994,7 @@ class AsyncInstaVMBackend(_Wire):
             headers=self.headers(), timeout=http_timeout, transport=httpx.AsyncHTTPTransport(**_TRANSPORT)
         )
 
-    async def _send(self, call: _Call) -> Any:
+    async def _send(self, call: _HttpRequest) -> Any:
         for attempt in range(self.max_retries + 1):
             try:
                 response = await self._client.request(
@@ -1067,7 +1075,7 @@ class AsyncInstaVMBackend(_Wire):
         return result
 
     async def _stream(
-        self, call: _Call, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+        self, call: _HttpRequest, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
     ) -> Any:
         """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
         for attempt in range(self.max_retries + 1):
