@@ -6,8 +6,11 @@ are file paths, and one past ``sun_path``'s 108 bytes made every Python session 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from coderunner import CodeRunner
@@ -26,8 +29,12 @@ def test_python_runs_under_a_runtime_dir_too_long_for_socket_paths(tmp_path: Pat
     assert not ipc_leftovers(engine_name), "closing the session removes its sockets"
 
 
-def test_a_short_runtime_dir_keeps_the_sockets_in_it(tmp_path: Path) -> None:
-    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
+def test_a_short_runtime_dir_keeps_the_sockets_in_it() -> None:
+    # Not tmp_path: under pytest-xdist its path alone is long enough to need the short directory.
+    short = Path(tempfile.mkdtemp(prefix="cr-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, short, ignore_errors=True)
+        runner = stack.enter_context(CodeRunner(runtime_dir=str(short), pool_size=0))
         assert runner.execute("print(1)").stdout == "1\n"
         engine = runner.backend.engine  # type: ignore[attr-defined]
         assert not ipc_leftovers(engine.dir.name)

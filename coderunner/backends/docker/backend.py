@@ -413,6 +413,13 @@ class DockerBackend(DockerBrowserMixin):
             "imports were lost (files in the session directory remain)."
         )
 
+    def _answers(self, box: Box) -> bool:
+        """Whether the box's own agent answers (an impostor on its socket counts as no)."""
+        try:
+            return self._fleet.answers(box)
+        except AgentForged:
+            return False
+
     def _call(self, session: _Session, method: str, path: str, **kwargs: Any) -> Any:
         """A request to the session's agent (file calls, all safe to send twice).
 
@@ -421,16 +428,17 @@ class DockerBackend(DockerBrowserMixin):
         """
         box = session.box
         try:
-            return box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
-        except AgentUnreachable:
-            if self._fleet.answers(box):
+            try:
                 return box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
-            self._replace_noting(session, box, death_cause(self._fleet.state(box), session.options.memory))
-        except AgentForged:
-            self._replace_noting(session, box, _TAMPERED)
-        except AnswerTooLarge:
-            if self._fleet.answers(box):
-                raise  # a real answer, too long to read
+            except AgentUnreachable:
+                if self._fleet.answers(box):
+                    return box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
+                self._replace_noting(session, box, death_cause(self._fleet.state(box), session.options.memory))
+            except AnswerTooLarge:
+                if self._fleet.answers(box):
+                    raise  # a real answer, too long to read
+                self._replace_noting(session, box, _TAMPERED)
+        except AgentForged:  # from the call, or from the check that the agent still answers
             self._replace_noting(session, box, _TAMPERED)
         return session.box.wire.request(method, path.format(sid=session.inner_id), **kwargs)
 
@@ -479,15 +487,18 @@ class DockerBackend(DockerBrowserMixin):
                 except AgentForged:
                     return self._died(session, box, lang, time.perf_counter() - started, why=_TAMPERED, notes=notes)
                 except AnswerTooLarge as exc:
-                    if not self._fleet.answers(box):  # no agent would have sent it: something took the socket over
+                    if not self._answers(box):  # no agent would have sent it: something took the socket over
                         return self._died(session, box, lang, time.perf_counter() - started, why=_TAMPERED, notes=notes)
                     raise BackendError(
                         f"{exc.message} The code ran and the session keeps its state; make the result smaller "
                         "(fewer or smaller rich outputs), or raise max_answer_bytes."
                     ) from None
                 except AgentUnreachable as exc:
-                    if self._fleet.answers(box):
-                        continue  # a hiccup of the connection, not a death: send it again (same request id)
+                    try:
+                        if self._fleet.answers(box):
+                            continue  # a hiccup of the connection, not a death: send it again (same request id)
+                    except AgentForged:  # an impostor took the socket over after the call failed
+                        return self._died(session, box, lang, time.perf_counter() - started, why=_TAMPERED, notes=notes)
                     if exc.sent:
                         return self._died(session, box, lang, time.perf_counter() - started, notes=notes)
                     # The container was gone before the code was sent: run it in a fresh one, and say so.

@@ -30,7 +30,6 @@ from coderunner.backends.docker.options import ContainerOptions, parse_memory
 from coderunner.backends.sandbox.agent_client import (
     KEY_FILE,
     AgentClient,
-    AgentForged,
     AgentUnreachable,
     new_key,
 )
@@ -482,12 +481,17 @@ class Fleet:
             self._threads.submit(self._remove_box, box)
 
     def answers(self, box: Box) -> bool:
-        """True when the box's container runs and its agent answers with its proof (a hiccup, not a death)."""
+        """True when the box's container runs and its agent answers with its proof (a hiccup, not a death).
+
+        Raises:
+            AgentForged: Something answers on the agent's socket without the proof: the box was tampered with
+                (an impostor that was not listening yet when the call failed, say), not merely dead.
+        """
         if not self.state(box).get("Running"):
             return False
         try:
             box.wire.request("GET", f"{AGENT_PREFIX}/ready", params={"timeout": "0"}, timeout=10)
-        except (AgentUnreachable, AgentForged, CodeRunnerError):
+        except (AgentUnreachable, CodeRunnerError):
             return False
         return True
 
