@@ -18,7 +18,8 @@ import pytest
 from browser_helpers import DENIED, PageServer
 
 from coderunner import AsyncCodeRunner, CodeRunner
-from coderunner.backends.instavm import InstaVMBackend, _HttpRequest
+from coderunner.backends.instavm import InstaVMBackend
+from coderunner.backends.instavm.protocol import HttpRequest
 from coderunner.browser import (
     BrowserTimeoutError,
     DestinationBlockedError,
@@ -36,7 +37,7 @@ from coderunner.errors import (
 )
 
 _KEY = "remote-errors-key-0123"
-_NAVIGATE = _HttpRequest("POST", "/v1/browser/interactions/navigate", json={})
+_NAVIGATE = HttpRequest("POST", "/v1/browser/interactions/navigate", json={})
 
 
 # -- the mapping, on the client's own (I/O-free) answer parser ------------------------------------------

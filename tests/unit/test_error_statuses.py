@@ -18,7 +18,8 @@ pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient
 
 import coderunner.browser.errors as browser_errors
-from coderunner.backends.instavm import InstaVMBackend, _HttpRequest
+from coderunner.backends.instavm import InstaVMBackend
+from coderunner.backends.instavm.protocol import HttpRequest
 from coderunner.backends.sandbox.agent_client import error_for
 from coderunner.errors import (
     HTTP_STATUS,
@@ -142,7 +143,7 @@ def test_each_error_goes_to_its_status_and_back(
         "agent client": error_for(response.status_code, response.content),
     }
     with pytest.raises(CodeRunnerError) as raised:
-        instavm.answer(_HttpRequest("POST", "/v1/anything"), response.status_code, response.content)
+        instavm.answer(HttpRequest("POST", "/v1/anything"), response.status_code, response.content)
     rebuilt["instavm"] = raised.value
     for client, error in rebuilt.items():
         assert type(error) is expected, (client, error)

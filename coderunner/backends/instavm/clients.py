@@ -1,0 +1,568 @@
+"""The two InstaVM clients, sync (``httpx.Client``) and async (``httpx.AsyncClient``): they only send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from coderunner.backends.instavm.protocol import (
+    CLIENT_OPTIONS,
+    DEFAULT_HTTP_TIMEOUT,
+    HTTPX_OPTIONS,
+    STREAM_ENDED,
+    HttpRequest,
+    InstaVMProtocol,
+)
+from coderunner.browser.models import (
+    BrowserActionResult,
+    BrowserSessionInfo,
+    ExtractedElement,
+    PageContent,
+)
+from coderunner.config import Settings
+from coderunner.errors import (
+    BackendError,
+    CodeRunnerError,
+    ConfigurationError,
+    SessionNotFoundError,
+)
+from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+
+
+class InstaVMBackend(InstaVMProtocol):
+    """Synchronous InstaVM backend (``httpx.Client``). See :class:`coderunner.backend.Backend`.
+
+    Args:
+        settings: Runner settings (default timeout).
+        api_key: API key (default ``INSTAVM_API_KEY``); optional for a server on loopback.
+        base_url: Server URL (default ``INSTAVM_BASE_URL`` or https://api.instavm.io).
+        http_timeout: Seconds to wait for answers other than executions.
+        max_retries: Retries of requests that could not connect (nothing was sent).
+        transport: The httpx transport to send requests through (default: TCP); e.g.
+            ``httpx.HTTPTransport(uds=path)`` for a server on a unix socket, as the Docker backend's
+            browser container is.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            settings, api_key=api_key, base_url=base_url, http_timeout=http_timeout, max_retries=max_retries
+        )
+        self._client = httpx.Client(
+            headers=self.headers(), timeout=http_timeout, transport=transport or httpx.HTTPTransport(**HTTPX_OPTIONS)
+        )
+
+    def _send(self, call: HttpRequest) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.request(
+                    call.method,
+                    self.url(call.path),
+                    json=call.json,
+                    data=call.data,
+                    files=call.files,
+                    params=call.params,
+                    timeout=call.timeout or self.http_timeout,
+                )
+            except httpx.HTTPError as exc:
+                retry = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or (
+                    call.idempotent and isinstance(exc, httpx.TransportError)
+                )
+                if retry and attempt < self.max_retries:
+                    time.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+            return self.answer(call, response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    def create_session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        """Create a session on the server (InstaVM's VM)."""
+        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        return self.session_created(self._send(call), lang)
+
+    def get_session(self, session_id: str) -> SessionInfo:
+        """Describe a session; SessionNotFoundError once it ended."""
+        return self.session_info(self._send(self.get_session_call(session_id)), session_id)
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """The live sessions this backend created."""
+        alive = []
+        for sid in list(self.languages):
+            try:
+                alive.append(self.get_session(sid))
+            except SessionNotFoundError:
+                self.languages.pop(sid, None)
+        return alive
+
+    def close_session(self, session_id: str) -> None:
+        """Stop a session."""
+        self._send(self.close_session_call(session_id))
+        self.languages.pop(session_id, None)
+
+    def execute(
+        self,
+        session_id: str,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code remotely.
+
+        With callbacks, output is streamed as it comes (coderunner serve) or delivered in one piece
+        after the run (other InstaVM servers).
+        """
+        if (on_stdout is not None or on_stderr is not None) and self.streaming:
+            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            payload = self._stream(call, on_stdout, on_stderr)
+            if payload is not None:
+                return self.execution_result(payload, session_id, lang, warnings)
+        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        result = self.execution_result(self._send(call), session_id, lang, warnings)
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
+    def _stream(
+        self, call: HttpRequest, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+    ) -> Any:
+        """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._client.stream(
+                    call.method, self.url(call.path), json=call.json, timeout=call.timeout or self.http_timeout
+                ) as response:
+                    if response.status_code >= 300:
+                        error = self.stream_refused(call, response.status_code, response.read())
+                        if error is None:
+                            return None
+                        raise error
+                    for line in response.iter_lines():
+                        payload = self.stream_event(line, on_stdout, on_stderr)
+                        if payload is not None:
+                            return payload
+                raise BackendError(STREAM_ENDED)
+            except httpx.HTTPError as exc:
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and attempt < self.max_retries:
+                    time.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+        raise AssertionError("unreachable")
+
+    def interrupt(self, session_id: str) -> bool:
+        """Interrupt the session's running execution (coderunner serve only)."""
+        return self.interrupted(self._send(self.interrupt_call(session_id)))
+
+    def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
+        """Write bytes to a path in the session."""
+        return self.uploaded(self._send(self.upload_call(session_id, path, data)), path, len(data))
+
+    def download_file(self, session_id: str, path: str) -> bytes:
+        """Read a file of the session."""
+        return self.downloaded(self._send(self.download_call(session_id, path)))
+
+    def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
+        """List a directory of the session (coderunner serve only)."""
+        return self.file_list(self._send(self.list_files_call(session_id, path)))
+
+    # -- browser capability (coderunner.browser.protocol.BrowserBackend) ---------------------------
+
+    def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session on the server."""
+        call, parse = self.browser_create_session_call(viewport_width, viewport_height, user_agent, idle_timeout)
+        return parse(self._send(call))
+
+    def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return self.browser_info(self._send(self.browser_get_session_call(session_id)))
+
+    def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session of the server."""
+        return self.browser_session_list(self._send(self.browser_list_sessions_call()))
+
+    def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session (a no-op when already closed)."""
+        with contextlib.suppress(SessionNotFoundError):
+            self._send(self.browser_close_session_call(session_id))
+
+    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        call = self.browser_navigate_call(session_id, url, wait_timeout)
+        return self.action_result("navigate", session_id)(self._send(call))
+
+    def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        call = self.browser_click_call(session_id, selector, force, timeout)
+        return self.action_result("click", session_id)(self._send(call))
+
+    def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        call = self.browser_type_call(session_id, selector, text, delay, timeout)
+        return self.action_result("type", session_id)(self._send(call))
+
+    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        call = self.browser_fill_call(session_id, selector, value, timeout)
+        return self.action_result("fill", session_id)(self._send(call))
+
+    def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        call = self.browser_scroll_call(session_id, selector, x, y)
+        return self.action_result("scroll", session_id)(self._send(call))
+
+    def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        call = self.browser_wait_call(session_id, condition, selector, timeout)
+        return self.action_result("wait_for", session_id)(self._send(call))
+
+    def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
+        return self.screenshot_data(self._send(call))
+
+    def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self.extracted(self._send(self.browser_extract_call(session_id, selector, attributes)))
+
+    def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
+        return self.page_content(self._send(call))
+
+    def close(self) -> None:
+        """Stop the sessions this backend created and release the connection pool. Idempotent."""
+        if self.closed:
+            return
+        for bid in list(self.browser_sessions):
+            with contextlib.suppress(CodeRunnerError):
+                self.browser_close_session(bid)
+        for sid in list(self.languages):
+            # Already gone or server unreachable: nothing more to do for that session.
+            with contextlib.suppress(CodeRunnerError):
+                self.close_session(sid)
+        self.closed = True
+        self._client.close()
+
+
+class AsyncInstaVMBackend(InstaVMProtocol):
+    """Asynchronous InstaVM backend (``httpx.AsyncClient``). See :class:`coderunner.backend.AsyncBackend`.
+
+    Takes the same arguments as :class:`InstaVMBackend`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(
+            settings, api_key=api_key, base_url=base_url, http_timeout=http_timeout, max_retries=max_retries
+        )
+        self._client = httpx.AsyncClient(
+            headers=self.headers(), timeout=http_timeout, transport=httpx.AsyncHTTPTransport(**HTTPX_OPTIONS)
+        )
+
+    async def _send(self, call: HttpRequest) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await self._client.request(
+                    call.method,
+                    self.url(call.path),
+                    json=call.json,
+                    data=call.data,
+                    files=call.files,
+                    params=call.params,
+                    timeout=call.timeout or self.http_timeout,
+                )
+            except httpx.HTTPError as exc:
+                retry = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or (
+                    call.idempotent and isinstance(exc, httpx.TransportError)
+                )
+                if retry and attempt < self.max_retries:
+                    await asyncio.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+            return self.answer(call, response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    async def create_session(
+        self,
+        language: str = "python",
+        *,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SessionInfo:
+        """Create a session on the server."""
+        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        return self.session_created(await self._send(call), lang)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """Describe a session; SessionNotFoundError once it ended."""
+        return self.session_info(await self._send(self.get_session_call(session_id)), session_id)
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """The live sessions this backend created."""
+        alive = []
+        for sid in list(self.languages):
+            try:
+                alive.append(await self.get_session(sid))
+            except SessionNotFoundError:
+                self.languages.pop(sid, None)
+        return alive
+
+    async def close_session(self, session_id: str) -> None:
+        """Stop a session."""
+        await self._send(self.close_session_call(session_id))
+        self.languages.pop(session_id, None)
+
+    async def execute(
+        self,
+        session_id: str,
+        code: str,
+        language: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run code remotely; output is streamed to the callbacks as with :meth:`InstaVMBackend.execute`."""
+        if (on_stdout is not None or on_stderr is not None) and self.streaming:
+            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            payload = await self._stream(call, on_stdout, on_stderr)
+            if payload is not None:
+                return self.execution_result(payload, session_id, lang, warnings)
+        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        result = self.execution_result(await self._send(call), session_id, lang, warnings)
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
+    async def _stream(
+        self, call: HttpRequest, on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None
+    ) -> Any:
+        """Run a streaming execution; None when the server has no streaming route (nothing ran)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self._client.stream(
+                    call.method, self.url(call.path), json=call.json, timeout=call.timeout or self.http_timeout
+                ) as response:
+                    if response.status_code >= 300:
+                        error = self.stream_refused(call, response.status_code, await response.aread())
+                        if error is None:
+                            return None
+                        raise error
+                    async for line in response.aiter_lines():
+                        payload = self.stream_event(line, on_stdout, on_stderr)
+                        if payload is not None:
+                            return payload
+                raise BackendError(STREAM_ENDED)
+            except httpx.HTTPError as exc:
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and attempt < self.max_retries:
+                    await asyncio.sleep(self.retry_delay(attempt))
+                    continue
+                raise self.transport_error(call, exc) from None
+        raise AssertionError("unreachable")
+
+    async def interrupt(self, session_id: str) -> bool:
+        """Interrupt the session's running execution (coderunner serve only)."""
+        return self.interrupted(await self._send(self.interrupt_call(session_id)))
+
+    async def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
+        """Write bytes to a path in the session."""
+        return self.uploaded(await self._send(self.upload_call(session_id, path, data)), path, len(data))
+
+    async def download_file(self, session_id: str, path: str) -> bytes:
+        """Read a file of the session."""
+        return self.downloaded(await self._send(self.download_call(session_id, path)))
+
+    async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
+        """List a directory of the session (coderunner serve only)."""
+        return self.file_list(await self._send(self.list_files_call(session_id, path)))
+
+    # -- browser capability (coderunner.browser.protocol.AsyncBrowserBackend) ---------------------------
+
+    async def browser_create_session(
+        self,
+        viewport_width: int = 1920,
+        viewport_height: int = 1080,
+        user_agent: str | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> BrowserSessionInfo:
+        """Open an isolated browser session on the server."""
+        call, parse = self.browser_create_session_call(viewport_width, viewport_height, user_agent, idle_timeout)
+        return parse(await self._send(call))
+
+    async def browser_get_session(self, session_id: str) -> BrowserSessionInfo:
+        """Describe a browser session."""
+        return self.browser_info(await self._send(self.browser_get_session_call(session_id)))
+
+    async def browser_list_sessions(self) -> list[BrowserSessionInfo]:
+        """Describe every live browser session of the server."""
+        return self.browser_session_list(await self._send(self.browser_list_sessions_call()))
+
+    async def browser_close_session(self, session_id: str) -> None:
+        """Close a browser session (a no-op when already closed)."""
+        with contextlib.suppress(SessionNotFoundError):
+            await self._send(self.browser_close_session_call(session_id))
+
+    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
+        """Open a URL and wait for its load event."""
+        call = self.browser_navigate_call(session_id, url, wait_timeout)
+        return self.action_result("navigate", session_id)(await self._send(call))
+
+    async def browser_click(
+        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Click the first element matching a selector."""
+        call = self.browser_click_call(session_id, selector, force, timeout)
+        return self.action_result("click", session_id)(await self._send(call))
+
+    async def browser_type(
+        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Type text key by key into an element."""
+        call = self.browser_type_call(session_id, selector, text, delay, timeout)
+        return self.action_result("type", session_id)(await self._send(call))
+
+    async def browser_fill(
+        self, session_id: str, selector: str, value: str, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Replace the value of a form field."""
+        call = self.browser_fill_call(session_id, selector, value, timeout)
+        return self.action_result("fill", session_id)(await self._send(call))
+
+    async def browser_scroll(
+        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
+    ) -> BrowserActionResult:
+        """Scroll an element into view, or the page to coordinates."""
+        call = self.browser_scroll_call(session_id, selector, x, y)
+        return self.action_result("scroll", session_id)(await self._send(call))
+
+    async def browser_wait_for(
+        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
+    ) -> BrowserActionResult:
+        """Wait for visible/hidden (with a selector) or load/networkidle."""
+        call = self.browser_wait_call(session_id, condition, selector, timeout)
+        return self.action_result("wait_for", session_id)(await self._send(call))
+
+    async def browser_screenshot(
+        self,
+        session_id: str,
+        full_page: bool = True,
+        format: str = "png",
+        clip: Mapping[str, float] | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """Capture the page; returns base64."""
+        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
+        return self.screenshot_data(await self._send(call))
+
+    async def browser_extract_elements(
+        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
+    ) -> list[ExtractedElement]:
+        """Read the elements matching a selector."""
+        return self.extracted(await self._send(self.browser_extract_call(session_id, selector, attributes)))
+
+    async def browser_extract_content(
+        self,
+        session_id: str,
+        include_interactive: bool = True,
+        include_anchors: bool = True,
+        max_anchors: int = 50,
+    ) -> PageContent:
+        """Readable text, interactive elements and content anchors of the current page."""
+        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
+        return self.page_content(await self._send(call))
+
+    async def aclose(self) -> None:
+        """Stop the sessions this backend created and release the connection pool. Idempotent."""
+        if self.closed:
+            return
+        for bid in list(self.browser_sessions):
+            with contextlib.suppress(CodeRunnerError):
+                await self.browser_close_session(bid)
+        for sid in list(self.languages):
+            # Already gone or server unreachable: nothing more to do for that session.
+            with contextlib.suppress(CodeRunnerError):
+                await self.close_session(sid)
+        self.closed = True
+        await self._client.aclose()
+
+
+def factory(settings: Settings, *, asynchronous: bool, **options: Any) -> InstaVMBackend | AsyncInstaVMBackend:
+    """Registry entry for ``backend="instavm"``; options: api_key, base_url, http_timeout, max_retries."""
+    unknown = set(options) - CLIENT_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"The instavm backend does not take: {', '.join(sorted(unknown))}. "
+            f"It takes: {', '.join(sorted(CLIENT_OPTIONS))}."
+        )
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    cls = AsyncInstaVMBackend if asynchronous else InstaVMBackend
+    return cls(settings, **kwargs)
