@@ -36,7 +36,8 @@ from coderunner.backend import AsyncBackend, create_async_backend
 from coderunner.browser.errors import HTTP_STATUS as BROWSER_HTTP_STATUS
 from coderunner.config import Settings
 from coderunner.server import routes_browser, routes_instavm, routes_native
-from coderunner.server.jobs import JobManager, JobStore
+from coderunner.server.job_store import JobStore
+from coderunner.server.jobs import JobManager
 from coderunner.server.middleware import DEFAULT_ALLOWED_HOSTS, DEFAULT_BODY_TIMEOUT, OPEN_PATHS, GatewayMiddleware
 from coderunner.server.state import ServerState
 

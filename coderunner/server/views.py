@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coderunner.models import ExecutionResult, SessionInfo
-from coderunner.server.jobs import JobRecord
+from coderunner.server.job_store import JobRecord
 from coderunner.server.state import LedgerEntry, SessionState
 from coderunner.server.wire import (
     CompactResult,

@@ -16,7 +16,8 @@ from coderunner.config import Settings
 from coderunner.errors import PathError
 from coderunner.models import ExecutionResult
 from coderunner.server.app import _describe, http_status_for
-from coderunner.server.jobs import JobManager, JobRecord, JobSpec, JobStore, validate_working_directory
+from coderunner.server.job_store import JobRecord, JobStore
+from coderunner.server.jobs import JobManager, JobSpec, validate_working_directory
 from coderunner.server.middleware import normalize_path
 from coderunner.server.state import wire_time_limits
 from coderunner.testing import AsyncFakeBackend
