@@ -226,3 +226,46 @@ def test_the_proof_middleware_holds_answers_in_parts_until_whole() -> None:
     assert sent[1]["body"] == b"abcd"
     headers = dict(sent[0]["headers"])
     assert headers[b"content-length"] == b"4" and b"x-coderunner-proof" in headers
+
+
+def test_a_request_the_agent_died_of_counts_as_sent(tmp_path: Path) -> None:
+    """The agent reads a request, then dies (its code ran `kill -9 -1`): the retry finds nobody, and the request
+    must count as sent. Reported as never sent, the host ran the code again in a fresh container, three times."""
+    path = tmp_path / "api.sock"
+    key = new_key()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(8)
+
+    def serve() -> None:
+        from coderunner.backends.sandbox.agent_client import answer_proof, request_digest
+
+        conn, _ = listener.accept()
+        data = conn.recv(65536)
+        head = data.split(b"\r\n")
+        nonce = next(h.split(b": ", 1)[1] for h in head if h.lower().startswith(b"x-coderunner-nonce"))
+        method, target, _ = head[0].split(b" ")
+        body = b"ok"
+        proof = answer_proof(
+            key,
+            nonce.decode(),
+            request_digest(method.decode(), target, b""),
+            200,
+            __import__("hashlib").sha256(body).digest(),
+        )
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Coderunner-Proof: " + proof.encode() + b"\r\n\r\n" + body
+        )
+        conn.recv(65536)  # the request it dies of: read, never answered
+        listener.close()  # the agent is gone: nothing listens any more
+        os.unlink(path)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = AgentClient(key=key, uds=path)
+    assert client.request("GET", "/a").content == b"ok"
+    with pytest.raises(AgentUnreachable) as info:
+        client.request("POST", "/run")
+    assert info.value.sent is True
+    thread.join(5)

@@ -249,6 +249,9 @@ class AgentClient:
         nonce = secrets.token_hex(16)
         digest = request_digest(method, target, body)
         all_headers = {**self._headers, **headers, NONCE_HEADER: nonce, "Content-Length": str(len(body))}
+        # Whether an earlier attempt may have reached the agent: a connection that breaks before the answer is
+        # either stale (never read) or the agent died of the request (read it, ran it); nobody can tell which.
+        maybe_sent = False
         for attempt in (1, 2):
             conn, reused = self._connection()
             fresh = conn.sock is None
@@ -259,13 +262,14 @@ class AgentClient:
                 conn.sock.settimeout(timeout)
             except OSError as exc:
                 conn.close()
-                raise AgentUnreachable(f"{type(exc).__name__}: {exc}", sent=False) from None
+                raise AgentUnreachable(f"{type(exc).__name__}: {exc}", sent=maybe_sent) from None
             try:
                 conn.request(method, target, body=body, headers=all_headers)
                 response = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 if reused and attempt == 1 and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
+                    maybe_sent = True
                     continue
                 raise AgentUnreachable(f"{type(exc).__name__}: {exc}", sent=True) from None
             return conn, response, nonce, digest
