@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,6 @@ from coderunner.tasks import TaskTable
 if TYPE_CHECKING:
     pass
 
-
-OutputCallback = Callable[[str], None]
 
 _SETTING_NAMES = (
     "timeout",

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import socket
 import sys
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from coderunner.backends.inprocess import AsyncInProcessBackend
 
 
-log = logging.getLogger(__name__)
 OutputCallback = Callable[[str], None]
 
 

@@ -7,7 +7,6 @@ import concurrent.futures
 import contextlib
 import errno
 import json
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from coderunner.errors import (
 )
 from coderunner.models import ExecutionResult, TaskStatus
 from coderunner.server.wire import to_json
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from coderunner import _core
 from coderunner.backends.bridge import AsyncBrowserBridge
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 OutputCallback = Callable[[str], None]
 
 _TAMPERED = (

@@ -6,8 +6,8 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from coderunner.errors import (
     BackendError,
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-OutputCallback = Callable[[str], None]
 
 DockerClient = Any
 """``docker.DockerClient`` (the SDK ships no type hints)."""

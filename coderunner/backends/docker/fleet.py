@@ -21,7 +21,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from coderunner.backends.docker.connection import DockerClient, connect, docker_errors, docker_module, translate_docker
 from coderunner.backends.docker.disk import SessionStorage, disk_limit_support, unmount_below
@@ -59,8 +59,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-OutputCallback = Callable[[str], None]
 
 START_TIMEOUT = 90.0
 """Seconds a container has to start and answer."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from coderunner._env import env_text, parse_flag
 from coderunner._version import __version__
@@ -28,10 +27,6 @@ from coderunner.errors import (
 if TYPE_CHECKING:
     pass
 
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-OutputCallback = Callable[[str], None]
 
 IMAGE_REPO = "coderunner-sandbox"
 """Repository name of the images this module builds; the tag is a content hash."""

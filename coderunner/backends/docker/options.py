@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from coderunner._env import env_text
 from coderunner.errors import ConfigurationError
 
 if TYPE_CHECKING:
     pass
-
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-OutputCallback = Callable[[str], None]
 
 
 # -- options ---------------------------------------------------------------------------------------
