@@ -29,6 +29,7 @@ from coderunner.errors import (
     UnsupportedOperationError,
 )
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = [
     "AsyncBackend",
@@ -43,6 +44,7 @@ __all__ = [
     "CodeRunnerError",
     "ConfigurationError",
     "ErrorInfo",
+    "ExecRequest",
     "ExecutionResult",
     "FileInfo",
     "FileNotFoundInSessionError",
@@ -55,6 +57,7 @@ __all__ = [
     "Session",
     "SessionInfo",
     "SessionNotFoundError",
+    "SessionSpec",
     "Settings",
     "TaskInfo",
     "TaskNotFoundError",

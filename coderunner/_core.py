@@ -279,27 +279,3 @@ def merge_env(base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[
             raise InvalidRequestError(f"Environment variable {key!r} must be a string without NUL bytes.")
         env[key] = value
     return env
-
-
-def check_session_options(create_session: Any, backend_name: str, options: Mapping[str, Any]) -> None:
-    """Refuse session options the backend's ``create_session`` does not take, naming the ones it does.
-
-    Backend-specific options (``cpus=2`` for Docker) pass through the clients untouched; without this
-    check an InProcess runner given one would fail with a bare ``TypeError``.
-    """
-    import inspect
-
-    try:
-        params = inspect.signature(create_session).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: let the call itself decide
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    known = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        takes = ", ".join(sorted(known - {"language"}))
-        raise ConfigurationError(
-            f"The {backend_name} backend has no session option {', '.join(unknown)}; it takes: {takes}. "
-            "Container options such as cpus or memory need backend='docker'."
-        )

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, runtime_checkable
 
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = [
     "AsyncBackend",
@@ -40,17 +41,12 @@ class Backend(Protocol):
 
     name: str
 
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
-        """Create a session whose default language is ``language``."""
+    def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
+        """Create a session as ``spec`` says (None: a Python session with the defaults).
+
+        Options in ``spec.options`` the backend does not take are refused (ConfigurationError) before
+        anything starts.
+        """
         ...
 
     def get_session(self, session_id: str) -> SessionInfo:
@@ -68,14 +64,12 @@ class Backend(Protocol):
     def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """Run code in a session; the user's failures come back in the result."""
+        """Run ``request`` in a session; the user's failures come back in the result."""
         ...
 
     def interrupt(self, session_id: str) -> bool:
@@ -105,17 +99,12 @@ class AsyncBackend(Protocol):
 
     name: str
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
-        """Create a session whose default language is ``language``."""
+    async def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
+        """Create a session as ``spec`` says (None: a Python session with the defaults).
+
+        Options in ``spec.options`` the backend does not take are refused (ConfigurationError) before
+        anything starts.
+        """
         ...
 
     async def get_session(self, session_id: str) -> SessionInfo:
@@ -133,10 +122,8 @@ class AsyncBackend(Protocol):
     async def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from coderunner import _core
 from coderunner.config import Settings
 from coderunner.errors import (
     CapacityError,
@@ -35,6 +34,7 @@ from coderunner.errors import (
     SessionNotFoundError,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["AsyncFakeBackend", "FakeBackend", "FakeCall", "factory"]
 
@@ -78,17 +78,10 @@ class FakeBackend:
         """Queue results for the next executions; a str becomes a successful result with that stdout."""
         self._queue.extend(results)
 
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
+    def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create an in-memory session."""
+        spec = spec or SessionSpec()
+        spec.check_options(self.name)
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
                 raise CapacityError(f"The fake backend allows {self.max_sessions} sessions.")
@@ -97,14 +90,14 @@ class FakeBackend:
             info = SessionInfo(
                 session_id=sid,
                 status="active",
-                language=_core.normalize_language(language),
-                languages=[_core.normalize_language(language)],
-                working_dir=working_dir or f"/fake/{sid}",
+                language=spec.language,
+                languages=[spec.language],
+                working_dir=spec.working_dir or f"/fake/{sid}",
                 created_at=now,
                 last_activity_at=now,
-                idle_timeout=idle_timeout,
+                idle_timeout=spec.idle_timeout,
                 backend=self.name,
-                metadata=dict(metadata or {}),
+                metadata=dict(spec.metadata),
             )
             self._sessions[sid] = info
             self._files[sid] = {}
@@ -133,17 +126,15 @@ class FakeBackend:
     def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
         """Record the call and return the next scripted result."""
         info = self._session(session_id)
-        lang = _core.normalize_language(language or info.language)
-        call = FakeCall(session_id, _core.validate_code(code), lang, timeout)
+        lang = request.language_or(info.language)
+        call = FakeCall(session_id, request.code, lang, request.timeout)
         self.calls.append(call)
         scripted: ExecutionResult | str
         if self._queue:
@@ -228,9 +219,9 @@ class AsyncFakeBackend:
         """Queue results for the next executions."""
         self.sync.queue(*results)
 
-    async def create_session(self, language: str = "python", **kwargs: Any) -> SessionInfo:
+    async def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create an in-memory session."""
-        return self.sync.create_session(language, **kwargs)
+        return self.sync.create_session(spec)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a session."""
@@ -244,9 +235,9 @@ class AsyncFakeBackend:
         """Forget a session."""
         self.sync.close_session(session_id)
 
-    async def execute(self, session_id: str, code: str, language: str | None = None, **kwargs: Any) -> ExecutionResult:
+    async def execute(self, session_id: str, request: ExecRequest, **callbacks: Any) -> ExecutionResult:
         """Record the call and return the next scripted result."""
-        return self.sync.execute(session_id, code, language, **kwargs)
+        return self.sync.execute(session_id, request, **callbacks)
 
     async def interrupt(self, session_id: str) -> bool:
         """Always False."""

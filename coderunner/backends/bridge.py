@@ -27,13 +27,13 @@ import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from coderunner import _core
 from coderunner._loop import LoopThread
 from coderunner.backend import AsyncBackend, Backend, OutputCallback
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.errors import CodeRunnerError, ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = [
     "AsyncBridge",
@@ -79,30 +79,9 @@ class AsyncBridge(Generic[S]):
         self.wrapped = wrapped
         self.name = wrapped.name
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        **options: Any,
-    ) -> SessionInfo:
-        """Create a session; ``options`` are the wrapped backend's own session options (checked against it)."""
-        if options:
-            _core.check_session_options(self.wrapped.create_session, self.name, options)
-        return await asyncio.to_thread(
-            self.wrapped.create_session,
-            language,
-            env=env,
-            working_dir=working_dir,
-            lifetime=lifetime,
-            idle_timeout=idle_timeout,
-            metadata=metadata,
-            **options,
-        )
+    async def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
+        """Create a session (the wrapped backend checks the spec's options)."""
+        return await asyncio.to_thread(self.wrapped.create_session, spec)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a session."""
@@ -119,23 +98,15 @@ class AsyncBridge(Generic[S]):
     async def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """Run code in a session (the callbacks are called from a worker thread); cancelling interrupts it."""
+        """Run ``request`` in a session (the callbacks are called from a worker thread); cancelling interrupts it."""
         try:
             return await asyncio.to_thread(
-                self.wrapped.execute,
-                session_id,
-                code,
-                language,
-                timeout=timeout,
-                on_stdout=on_stdout,
-                on_stderr=on_stderr,
+                self.wrapped.execute, session_id, request, on_stdout=on_stdout, on_stderr=on_stderr
             )
         except asyncio.CancelledError:
             # The worker thread cannot be cancelled and keeps waiting: stop the code it waits for, so the
@@ -295,31 +266,9 @@ class SyncBridge(Generic[A]):
         """
         self._loop.run(self.wrapped.aclose())
 
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        **options: Any,
-    ) -> SessionInfo:
-        """Create a session; ``options`` are the wrapped backend's own session options (checked against it)."""
-        if options:
-            _core.check_session_options(self.wrapped.create_session, self.name, options)
-        return self._run(
-            self.wrapped.create_session(
-                language,
-                env=env,
-                working_dir=working_dir,
-                lifetime=lifetime,
-                idle_timeout=idle_timeout,
-                metadata=metadata,
-                **options,
-            )
-        )
+    def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
+        """Create a session (the wrapped backend checks the spec's options)."""
+        return self._run(self.wrapped.create_session(spec))
 
     def get_session(self, session_id: str) -> SessionInfo:
         """Describe a session."""
@@ -336,17 +285,13 @@ class SyncBridge(Generic[A]):
     def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """Run code in a session (the callbacks are called from the loop thread)."""
-        return self._run(
-            self.wrapped.execute(session_id, code, language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
-        )
+        """Run ``request`` in a session (the callbacks are called from the loop thread)."""
+        return self._run(self.wrapped.execute(session_id, request, on_stdout=on_stdout, on_stderr=on_stderr))
 
     def interrupt(self, session_id: str) -> bool:
         """Interrupt the session's running execution."""

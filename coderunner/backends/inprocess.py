@@ -28,6 +28,7 @@ from coderunner.config import Settings
 from coderunner.engine.engine import Engine
 from coderunner.errors import ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["AsyncInProcessBackend", "InProcessBackend", "factory"]
 
@@ -116,27 +117,11 @@ class AsyncInProcessBackend:
             raise ConfigurationError("This backend is closed; create a new AsyncCodeRunner.")
         return await self._host.thread.arun(coro)
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
+    async def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create a session; its default language's interpreter is ready when this returns."""
-        return await self._run(
-            self.engine.create_session(
-                language,
-                env=env,
-                working_dir=working_dir,
-                lifetime=lifetime,
-                idle_timeout=idle_timeout,
-                metadata=metadata,
-            )
-        )
+        spec = spec or SessionSpec()
+        spec.check_options(self.name)  # container options (cpus, memory) have no meaning here
+        return await self._run(self.engine.create_session(spec))
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a session."""
@@ -153,17 +138,13 @@ class AsyncInProcessBackend:
     async def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
-        """Run code in a session (callbacks are called from the engine thread)."""
-        return await self._run(
-            self.engine.execute(session_id, code, language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
-        )
+        """Run ``request`` in a session (callbacks are called from the engine thread)."""
+        return await self._run(self.engine.execute(session_id, request, on_stdout=on_stdout, on_stderr=on_stderr))
 
     async def interrupt(self, session_id: str) -> bool:
         """Interrupt the session's running execution."""

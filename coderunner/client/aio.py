@@ -12,12 +12,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from coderunner import _core
 from coderunner.backend import AsyncBackend, create_async_backend
 from coderunner.client.core import TASK_POLL, ClientCore, task_result
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, SessionNotFoundError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
+from coderunner.specs import ExecRequest
 
 if TYPE_CHECKING:
     from coderunner.browser.client import AsyncBrowserManager
@@ -91,13 +91,10 @@ class AsyncCodeRunner:
     async def start_session(self, language: str | None = None, **options: Any) -> str:
         """Start a new default session (closing the previous one) and return its id."""
         backend = await self._get_backend()
-        _core.check_session_options(backend.create_session, backend.name, options)
+        spec = self._core.default_spec(language, **options)
         async with self._lock:
             old = self._core.session_id
-            info = await backend.create_session(
-                _core.normalize_language(language or self._core.session_language),
-                **self._core.session_kwargs(**options),
-            )
+            info = await backend.create_session(spec)
             self._core.session_id = info.session_id
             self._core.owned_sessions.add(info.session_id)
         if old is not None:
@@ -143,12 +140,12 @@ class AsyncCodeRunner:
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its result. See :meth:`CodeRunner.execute`."""
-        code, lang, limit = self._core.prepare(code, language, timeout)
+        request = self._core.prepare(code, language, timeout)
         backend = await self._get_backend()
 
         async def run(sid: str) -> ExecutionResult:
             async with self._turn(sid):
-                return await backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+                return await backend.execute(sid, request, on_stdout=on_stdout, on_stderr=on_stderr)
 
         if session_id is not None:
             return await run(session_id)
@@ -168,20 +165,20 @@ class AsyncCodeRunner:
         self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
     ) -> str:
         """Start ``code`` in the background (on this event loop) and return a task id at once."""
-        code, lang, limit = self._core.prepare(code, language, timeout)
+        request = self._core.prepare(code, language, timeout)
         sid = session_id or await self._default_session()
-        task = self._core.tasks.new(sid, lang)
-        self._tasks[task.task_id] = asyncio.ensure_future(self._run_task(task.task_id, sid, code, lang, limit))
+        task = self._core.tasks.new(sid, request.language or "python")
+        self._tasks[task.task_id] = asyncio.ensure_future(self._run_task(task.task_id, sid, request))
         return task.task_id
 
-    async def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
+    async def _run_task(self, task_id: str, sid: str, request: ExecRequest) -> None:
         try:
             async with self._turn(sid):
                 if not self._core.tasks.start(task_id):
                     return  # cancelled while it waited for its turn
                 self._running_tasks[task_id] = sid
                 try:
-                    result = await (await self._get_backend()).execute(sid, code, lang, timeout=limit)
+                    result = await (await self._get_backend()).execute(sid, request)
                 except Exception as exc:  # recorded on the task: the caller reads it with get_task()
                     self._core.tasks.fail(task_id, exc)
                 else:
@@ -282,16 +279,8 @@ class AsyncCodeRunner:
         ``options`` are the backend's own session options, e.g. ``cpus=2`` or ``memory="2g"`` on Docker.
         """
         backend = await self._get_backend()
-        _core.check_session_options(backend.create_session, backend.name, options)
-        info = await backend.create_session(
-            _core.normalize_language(language),
-            env=_core.merge_env(self._core.session_env, env),
-            working_dir=working_dir,
-            lifetime=lifetime,
-            idle_timeout=idle_timeout,
-            metadata=metadata,
-            **options,
-        )
+        spec = self._core.session_spec(language, env, working_dir, lifetime, idle_timeout, metadata, options)
+        info = await backend.create_session(spec)
         self._core.owned_sessions.add(info.session_id)
         return AsyncSession(self, info.session_id, info.language)
 
@@ -299,7 +288,7 @@ class AsyncCodeRunner:
         backend = await self._get_backend()
         async with self._lock:
             if self._core.session_id is None:
-                info = await backend.create_session(self._core.session_language, **self._core.session_kwargs())
+                info = await backend.create_session(self._core.default_spec())
                 self._core.session_id = info.session_id
                 self._core.owned_sessions.add(info.session_id)
             return self._core.session_id

@@ -7,17 +7,14 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, InvalidRequestError
 from coderunner.models import ExecutionResult, TaskInfo
+from coderunner.specs import ExecRequest, SessionSpec
 from coderunner.tasks import TaskTable
-
-if TYPE_CHECKING:
-    pass
-
 
 _SETTING_NAMES = (
     "timeout",
@@ -34,6 +31,7 @@ _SETTING_NAMES = (
 # A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
 _PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+]*$")
 TASK_POLL = 0.05
+_SPEC_FIELDS = frozenset({"env", "working_dir", "lifetime", "idle_timeout", "metadata"})
 
 
 class ClientCore:
@@ -61,25 +59,49 @@ class ClientCore:
         self.owned_sessions: set[str] = set()
         self.closed = False
 
-    def prepare(self, code: str, language: str | None, timeout: float | None) -> tuple[str, str, float | None]:
-        """Check an execution's arguments: (code, normalised language, time limit)."""
+    def prepare(self, code: str, language: str | None, timeout: float | None) -> ExecRequest:
+        """The request for an execution: checked, in ``language`` (None: python), the runner's timeout by default."""
         if self.closed:
             raise ConfigurationError("This runner is closed; create a new one.")
-        return (
-            _core.validate_code(code),
-            _core.normalize_language(language),
-            _core.validate_timeout(timeout, self.settings.timeout),
-        )
+        return ExecRequest(code, language or "python", timeout if timeout is not None else self.settings.timeout)
 
-    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """The runner's session options for a backend's ``create_session``, with ``overrides`` on top."""
-        kwargs: dict[str, Any] = {
-            "env": self.session_env or None,
+    def default_spec(self, language: str | None = None, **overrides: Any) -> SessionSpec:
+        """The runner's default session (its language, env, working_dir, lifetime) with ``overrides`` on top.
+
+        ``overrides`` are :class:`~coderunner.specs.SessionSpec` fields or, for any other name, the backend's
+        own session options (``cpus=2`` on Docker); None values are ignored.
+        """
+        fields: dict[str, Any] = {
+            "env": self.session_env,
             "working_dir": self.session_working_dir,
             "lifetime": self.session_lifetime,
         }
-        kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        return kwargs
+        options: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if value is not None:
+                (fields if name in _SPEC_FIELDS else options)[name] = value
+        return SessionSpec(language or self.session_language, options=options, **fields)
+
+    def session_spec(
+        self,
+        language: str,
+        env: Mapping[str, str] | None,
+        working_dir: str | None,
+        lifetime: float | None,
+        idle_timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        options: Mapping[str, Any],
+    ) -> SessionSpec:
+        """An explicit session: the runner's env under ``env``; nothing else inherited from the runner."""
+        return SessionSpec(
+            language,
+            env=_core.merge_env(self.session_env, env),
+            working_dir=working_dir,
+            lifetime=lifetime,
+            idle_timeout=idle_timeout,
+            metadata=metadata or {},
+            options=options,
+        )
 
     @staticmethod
     def replaced(result: ExecutionResult, old_id: str, reason: str) -> ExecutionResult:

@@ -13,12 +13,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from coderunner import _core
 from coderunner.backend import Backend, create_backend
 from coderunner.client.core import TASK_POLL, ClientCore, task_result
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, SessionNotFoundError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo, TaskInfo
+from coderunner.specs import ExecRequest
 
 if TYPE_CHECKING:
     from coderunner.browser.client import BrowserManager
@@ -101,13 +101,10 @@ class CodeRunner:
     def start_session(self, language: str | None = None, **options: Any) -> str:
         """Start a new default session (closing the previous one) and return its id."""
         backend = self.backend
-        _core.check_session_options(backend.create_session, backend.name, options)
+        spec = self._core.default_spec(language, **options)
         with self._lock:
             old = self._core.session_id
-            info = backend.create_session(
-                _core.normalize_language(language or self._core.session_language),
-                **self._core.session_kwargs(**options),
-            )
+            info = backend.create_session(spec)
             self._core.session_id = info.session_id
             self._core.owned_sessions.add(info.session_id)
         if old is not None:
@@ -162,11 +159,11 @@ class CodeRunner:
             on_stdout: Called with each chunk of stdout as it is produced.
             on_stderr: Called with each chunk of stderr as it is produced.
         """
-        code, lang, limit = self._core.prepare(code, language, timeout)
+        request = self._core.prepare(code, language, timeout)
 
         def run(sid: str) -> ExecutionResult:
             with self._turn(sid):
-                return self.backend.execute(sid, code, lang, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+                return self.backend.execute(sid, request, on_stdout=on_stdout, on_stderr=on_stderr)
 
         if session_id is not None:
             return run(session_id)
@@ -187,22 +184,22 @@ class CodeRunner:
         self, code: str, language: str = "python", timeout: float | None = None, *, session_id: str | None = None
     ) -> str:
         """Start ``code`` in the background and return a task id at once (see :meth:`get_task_result`)."""
-        code, lang, limit = self._core.prepare(code, language, timeout)
+        request = self._core.prepare(code, language, timeout)
         sid = session_id or self._default_session()
-        task = self._core.tasks.new(sid, lang)
+        task = self._core.tasks.new(sid, request.language or "python")
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="coderunner-task")
-            self._pool.submit(self._run_task, task.task_id, sid, code, lang, limit)
+            self._pool.submit(self._run_task, task.task_id, sid, request)
         return task.task_id
 
-    def _run_task(self, task_id: str, sid: str, code: str, lang: str, limit: float | None) -> None:
+    def _run_task(self, task_id: str, sid: str, request: ExecRequest) -> None:
         with self._turn(sid):
             if not self._core.tasks.start(task_id):
                 return  # cancelled while it waited for its turn
             self._running_tasks[task_id] = sid
             try:
-                result = self.backend.execute(sid, code, lang, timeout=limit)
+                result = self.backend.execute(sid, request)
             except Exception as exc:  # recorded on the task: the caller reads it with get_task()
                 self._core.tasks.fail(task_id, exc)
             else:
@@ -303,16 +300,8 @@ class CodeRunner:
         ``options`` are the backend's own session options, e.g. ``cpus=2`` or ``memory="2g"`` on Docker.
         """
         backend = self.backend
-        _core.check_session_options(backend.create_session, backend.name, options)
-        info = backend.create_session(
-            _core.normalize_language(language),
-            env=_core.merge_env(self._core.session_env, env),
-            working_dir=working_dir,
-            lifetime=lifetime,
-            idle_timeout=idle_timeout,
-            metadata=metadata,
-            **options,
-        )
+        spec = self._core.session_spec(language, env, working_dir, lifetime, idle_timeout, metadata, options)
+        info = backend.create_session(spec)
         self._core.owned_sessions.add(info.session_id)
         return Session(self, info.session_id, info.language)
 
@@ -321,7 +310,7 @@ class CodeRunner:
     def _default_session(self) -> str:
         with self._lock:
             if self._core.session_id is None:
-                info = self.backend.create_session(self._core.session_language, **self._core.session_kwargs())
+                info = self.backend.create_session(self._core.default_spec())
                 self._core.session_id = info.session_id
                 self._core.owned_sessions.add(info.session_id)
             return self._core.session_id

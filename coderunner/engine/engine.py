@@ -36,6 +36,7 @@ from coderunner.errors import (
     PathError,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["Engine", "kernel_class", "kill_group", "pid_signature", "reap_orphans"]
 
@@ -311,27 +312,15 @@ class Engine:
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        warm: bool = True,
-    ) -> SessionInfo:
-        """Create a session; with ``warm`` its default language's interpreter is started now."""
-        language = _core.normalize_language(language)
-        env = _core.merge_env({}, env)
+    async def create_session(self, spec: SessionSpec | None = None, *, warm: bool = True) -> SessionInfo:
+        """Create a session as ``spec`` says; with ``warm`` its default language's interpreter is started now."""
+        spec = spec or SessionSpec()
+        language = spec.language
         self._check_open()
         with self._sessions.reserve() as place:
-            if lifetime is not None and lifetime <= 0:
-                raise InvalidRequestError("lifetime must be a positive number of seconds.")
             session_id = str(uuid.uuid4())
-            if working_dir is not None:
-                wd = Path(working_dir).expanduser().resolve()
+            if spec.working_dir is not None:
+                wd = Path(spec.working_dir).expanduser().resolve()
                 wd.mkdir(parents=True, exist_ok=True)
                 owns = False
             else:
@@ -343,10 +332,10 @@ class Engine:
                 language=language,
                 working_dir=wd,
                 owns_dir=owns,
-                env=env,
-                idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-                lifetime=lifetime,
-                metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+                env=dict(spec.env),
+                idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else self.settings.idle_timeout,
+                lifetime=spec.lifetime,
+                metadata=dict(spec.metadata),
                 backend_name=self.backend_name,
                 kernel_provider=self._provide,
             )
@@ -421,24 +410,22 @@ class Engine:
     async def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
-        """Run code in a session; see :meth:`EngineSession.execute`."""
+        """Run ``request`` (checked when it was made) in a session; see :meth:`EngineSession.execute`."""
         session = self.session(session_id)
-        lang = _core.normalize_language(language or session.language)
+        lang = request.language_or(session.language)
         limits = ExecutionLimits(
-            timeout=_core.validate_timeout(timeout, self.settings.timeout),
+            timeout=request.timeout_or(self.settings.timeout),
             max_output_chars=self.settings.max_output_chars,
             interrupt_grace=self.settings.interrupt_grace,
             track_files=self.settings.track_files,
         )
         self.totals["executions"] += 1
-        return await session.execute(_core.validate_code(code), lang, limits, on_stdout, on_stderr)
+        return await session.execute(request.code, lang, limits, on_stdout, on_stderr)
 
     async def interrupt(self, session_id: str) -> bool:
         """Interrupt whatever runs in the session and kill what its code left running; False when no execution ran.

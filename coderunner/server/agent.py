@@ -40,6 +40,7 @@ from coderunner.backends.sandbox.contract import AGENT_PREFIX, IN_WORK
 from coderunner.config import Settings
 from coderunner.errors import CodeRunnerError
 from coderunner.models import ErrorInfo, ExecutionResult
+from coderunner.specs import ExecRequest, SessionSpec
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -55,16 +56,14 @@ OutputCallback = Callable[[str], None]
 
 class _AgentSessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    language: str = "python"
-    env: dict[str, str] | None = None
-    metadata: dict[str, str] | None = None
+    spec: dict[str, Any]
+    """A :meth:`SessionSpec.to_wire`; the agent adds the container's ``/work`` as its directory."""
 
 
 class _AgentExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str
-    language: str | None = None
-    timeout: float | None = None
+    request: dict[str, Any]
+    """An :meth:`ExecRequest.to_wire`, checked here once (the host checked it on its side)."""
     stream: bool = True
     request_id: str | None = None
     """The host's id for this execution: a resent request (same id) gets the first one's result, never a rerun."""
@@ -96,7 +95,7 @@ class _Executions:
         oom_before = _memory_events()
         task = asyncio.ensure_future(
             self.backend.execute(
-                session_id, body.code, body.language, timeout=body.timeout, on_stdout=on_stdout, on_stderr=on_stderr
+                session_id, ExecRequest.from_wire(body.request), on_stdout=on_stdout, on_stderr=on_stderr
             )
         )
         if body.request_id:
@@ -151,9 +150,7 @@ def agent_app(backend: AsyncInProcessBackend, workdir: Path, api_key: str | None
         # One session per container: once it has taken the warm kernel, starting another would only waste
         # the container's memory and CPU.
         backend.engine.settings = dataclasses.replace(backend.engine.settings, pool_size=0)
-        info = await backend.create_session(
-            body.language, env=body.env, working_dir=str(workdir), metadata=body.metadata
-        )
+        info = await backend.create_session(SessionSpec.from_wire(body.spec, working_dir=str(workdir)))
         return JSONResponse(info.model_dump(mode="json"))
 
     @app.get(f"{AGENT_PREFIX}/ready", include_in_schema=False, response_model=None)

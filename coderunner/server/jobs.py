@@ -46,6 +46,7 @@ from coderunner.errors import (
 )
 from coderunner.models import ExecutionResult, SessionInfo, TaskStatus
 from coderunner.server.job_store import JobRecord, JobStore, JobStoreFullError
+from coderunner.specs import ExecRequest, SessionSpec
 from coderunner.tasks import task_status_for
 
 __all__ = [
@@ -418,9 +419,8 @@ class JobManager:
         """
         if self._closing:
             raise InvalidRequestError("The server is shutting down; submit the job again after it restarts.")
-        code = _core.validate_code(spec.code)
-        language = _core.normalize_language(spec.language) if spec.language is not None else None
-        timeout = _core.validate_timeout(spec.timeout, self.settings.timeout)
+        run = ExecRequest(spec.code, spec.language, spec.timeout if spec.timeout is not None else self.settings.timeout)
+        code, language, timeout = run.code, run.language, run.timeout
         directory = validate_working_directory(spec.working_directory)
         env = _core.merge_env({}, spec.env)
         validate_env_names(env)
@@ -536,10 +536,9 @@ class JobManager:
         while True:
             try:
                 return await self.backend.create_session(
-                    spec.language or "python",
-                    env=spec.env or None,
-                    lifetime=lifetime,
-                    metadata={"job_id": record.job_id},
+                    SessionSpec(
+                        spec.language or "python", env=spec.env, lifetime=lifetime, metadata={"job_id": record.job_id}
+                    )
                 )
             except CapacityError as exc:
                 full = exc
@@ -571,7 +570,7 @@ class JobManager:
         language = spec.language or "python"
         prelude = _prelude(language, directory, env, remember=existing)
         if prelude is not None:
-            prep = await self.backend.execute(sid, prelude, spec.language, timeout=30.0)
+            prep = await self.backend.execute(sid, ExecRequest(prelude, spec.language, 30.0))
             if prep.status != "ok":
                 reason = prep.error or prep.stderr.strip() or prep.status
                 return None, f"Could not apply working_directory/environment_variables: {reason}"
@@ -581,12 +580,12 @@ class JobManager:
             if active.cancel_requested:
                 return None, None
         try:
-            result = await self.backend.execute(sid, spec.code, language, timeout=spec.timeout)
+            result = await self.backend.execute(sid, ExecRequest(spec.code, language, spec.timeout))
         finally:
             if existing and directory is not None:
                 with contextlib.suppress(CodeRunnerError):
                     restore = _postlude(language)
-                    await asyncio.shield(self.backend.execute(sid, restore, language, timeout=30))
+                    await asyncio.shield(self.backend.execute(sid, ExecRequest(restore, language, 30.0)))
         if self.on_result is not None:
             self.on_result(sid, result)
         if not spec.capture_files:

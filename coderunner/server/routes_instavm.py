@@ -26,7 +26,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from coderunner import _core
 from coderunner.errors import FileNotFoundInSessionError, InvalidRequestError
 from coderunner.server.jobs import JobSpec
 from coderunner.server.middleware import AUTH_IN_BODY, keys_match
@@ -48,6 +47,7 @@ from coderunner.server.wire import (
     WireSessionInfo,
     WireSessionRequest,
 )
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["router"]
 
@@ -76,15 +76,14 @@ async def create_session(body: WireSessionRequest, request: Request) -> Response
         if body.api_key:
             detail = "Invalid API key."
         return JSONResponse({"detail": detail, "code": "authentication", "retryable": False}, status_code=401)
-    info = await state.create_session(
+    spec = SessionSpec(
         body.language,
-        env=_strings(body.env),
+        env=_strings(body.env) or {},
         lifetime=float(body.vm_lifetime_seconds),
         idle_timeout=body.idle_timeout,
-        metadata=_strings(body.metadata),
-        memory_mb=body.memory_mb,
-        vcpu_count=body.vcpu_count,
+        metadata=_strings(body.metadata) or {},
     )
+    info = await state.create_session(spec, memory_mb=body.memory_mb, vcpu_count=body.vcpu_count)
     return json_model(wire_session(info, state.ledger.get(info.session_id)))
 
 
@@ -136,15 +135,14 @@ async def kill(body: KillRequest, request: Request) -> Response:
 async def execute(body: ExecuteRequest, request: Request) -> Response:
     """Run code and answer with the result, before the client's HTTP timeout (``timeout``)."""
     state = state_of(request)
-    code = _core.validate_code(body.source)
-    language = _core.normalize_language(body.language) if body.language is not None else None
+    run = ExecRequest(body.source, body.language)  # checked before a default session is made for it
     warning = None
     if body.session_id is not None:
         sid = body.session_id
     else:
         sid, warning = await state.default_session()
     client_timeout = body.timeout if body.timeout is not None else state.default_wire_timeout(sid)
-    result = await state.execute_before(sid, code, language, client_timeout)
+    result = await state.execute_before(sid, run, client_timeout)
     if warning is not None:
         result = result.model_copy(update={"state_lost": True, "warnings": [warning, *result.warnings]})
     return json_model(execute_response(result))
@@ -154,11 +152,10 @@ async def execute(body: ExecuteRequest, request: Request) -> Response:
 async def execute_async(body: ExecuteRequest, request: Request) -> Response:
     """Queue code as a task (a job) and answer with its id at once."""
     state = state_of(request)
-    code = _core.validate_code(body.source)
-    language = _core.normalize_language(body.language) if body.language is not None else None
+    run = ExecRequest(body.source, body.language)  # checked before a default session is made for it
     sid = body.session_id if body.session_id is not None else (await state.default_session())[0]
     record = await state.jobs.submit(
-        JobSpec(code=code, language=language, timeout=body.timeout, kind="task", session_id=sid)
+        JobSpec(code=run.code, language=run.language, timeout=body.timeout, kind="task", session_id=sid)
     )
     return json_model(
         AsyncExecuteResponse(task_id=record.job_id, job_id=record.job_id, status=record.status, session_id=sid)

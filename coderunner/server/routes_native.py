@@ -15,7 +15,6 @@ import psutil
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from coderunner import _core
 from coderunner import languages as language_table
 from coderunner._version import __version__
 from coderunner.errors import CodeRunnerError, InvalidRequestError
@@ -43,6 +42,7 @@ from coderunner.server.wire import (
     SessionList,
     to_json,
 )
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["router"]
 
@@ -183,15 +183,14 @@ async def execute_stream(body: ExecuteRequest, request: Request) -> Response:
     client disconnects, the execution is interrupted.
     """
     state = state_of(request)
-    code = _core.validate_code(body.source)
-    language = _core.normalize_language(body.language) if body.language is not None else None
+    run = ExecRequest(body.source, body.language)  # checked before a default session is made for it
     warning = None
     if body.session_id is not None:
         sid = body.session_id
         await state.backend.get_session(sid)  # an unknown session is a plain 404, before streaming starts
     else:
         sid, warning = await state.default_session()
-    limit = body.timeout if body.timeout is not None else state.default_wire_timeout(sid)
+    run = run.replace(timeout=body.timeout if body.timeout is not None else state.default_wire_timeout(sid))
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
 
@@ -204,9 +203,7 @@ async def execute_stream(body: ExecuteRequest, request: Request) -> Response:
 
     async def events() -> AsyncIterator[str]:
         task = asyncio.ensure_future(
-            state.backend.execute(
-                sid, code, language, timeout=limit, on_stdout=forward("stdout"), on_stderr=forward("stderr")
-            )
+            state.backend.execute(sid, run, on_stdout=forward("stdout"), on_stderr=forward("stderr"))
         )
         # Queued after every output callback of the run, so the stream ends after its last chunk.
         task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
@@ -233,9 +230,14 @@ async def execute_stream(body: ExecuteRequest, request: Request) -> Response:
 @router.post("/sessions", response_model=SessionInfo, status_code=201, responses=_CREATES, tags=["sessions"])
 async def create_session(body: SessionCreateRequest, request: Request) -> Response:
     """Create a session: its own interpreters, directory and state."""
-    info = await state_of(request).create_session(
-        body.language, env=body.env, lifetime=body.lifetime, idle_timeout=body.idle_timeout, metadata=body.metadata
+    spec = SessionSpec(
+        body.language,
+        env=body.env or {},
+        lifetime=body.lifetime,
+        idle_timeout=body.idle_timeout,
+        metadata=body.metadata or {},
     )
+    info = await state_of(request).create_session(spec)
     return json_model(info, status_code=201)
 
 

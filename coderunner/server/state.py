@@ -23,6 +23,7 @@ from coderunner.config import Settings
 from coderunner.errors import SessionNotFoundError
 from coderunner.models import ErrorInfo, ExecutionResult, SessionInfo
 from coderunner.server.jobs import JobManager
+from coderunner.specs import ExecRequest, SessionSpec
 
 __all__ = ["LedgerEntry", "ServerState", "SessionLedger", "wire_time_limits"]
 
@@ -142,33 +143,13 @@ class ServerState:
     # -- sessions ----------------------------------------------------------------------------------
 
     async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: dict[str, str] | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: dict[str, str] | None = None,
-        memory_mb: int | None = None,
-        vcpu_count: int | None = None,
+        self, spec: SessionSpec | None = None, *, memory_mb: int | None = None, vcpu_count: int | None = None
     ) -> SessionInfo:
-        """Create a session on the backend and remember it in the ledger.
-
-        Raises:
-            InvalidRequestError: ``lifetime`` or ``idle_timeout`` is not in (0, 30 days]; the wire models
-                already refuse that (422), this guards every other caller.
-        """
-        lifetime = _core.validate_duration(lifetime, "lifetime")
-        idle_timeout = _core.validate_duration(idle_timeout, "idle_timeout")
-        info = await self.backend.create_session(
-            _core.normalize_language(language),
-            env=env,
-            lifetime=lifetime,
-            idle_timeout=idle_timeout,
-            metadata=metadata,
-        )
+        """Create a session on the backend and remember it in the ledger (with the VM size the client asked for)."""
+        spec = spec or SessionSpec()
+        info = await self.backend.create_session(spec)
         self.sessions_created += 1
-        self.ledger.add(info, lifetime=lifetime, memory_mb=memory_mb, vcpu_count=vcpu_count)
+        self.ledger.add(info, lifetime=spec.lifetime, memory_mb=memory_mb, vcpu_count=vcpu_count)
         return info
 
     async def session_state(self, session_id: str) -> tuple[SessionState, SessionInfo, str | None]:
@@ -208,7 +189,7 @@ class ServerState:
                         f"The previous default session ({sid}) was gone ({exc.message}); this code ran in a new "
                         "session, so earlier variables are not defined."
                     )
-            info = await self.create_session(metadata={"role": "default"})
+            info = await self.create_session(SessionSpec(metadata={"role": "default"}))
             self.default_session_id = info.session_id
             return info.session_id, warning
 
@@ -250,9 +231,7 @@ class ServerState:
             candidates.append(entry.lifetime)
         return max(1.0, min(candidates))
 
-    async def execute_before(
-        self, session_id: str, code: str, language: str | None, client_timeout: float
-    ) -> ExecutionResult:
+    async def execute_before(self, session_id: str, request: ExecRequest, client_timeout: float) -> ExecutionResult:
         """Run code so that the answer is ready before ``client_timeout`` seconds have passed.
 
         The engine's limit is set a little below the client's; should the interpreter ignore the
@@ -261,7 +240,7 @@ class ServerState:
         """
         engine_limit, deadline = wire_time_limits(client_timeout)
         started = time.perf_counter()
-        task = asyncio.ensure_future(self.backend.execute(session_id, code, language, timeout=engine_limit))
+        task = asyncio.ensure_future(self.backend.execute(session_id, request.replace(timeout=engine_limit)))
         done, _ = await asyncio.wait({task}, timeout=deadline)
         if task in done:
             result = task.result()
@@ -276,7 +255,7 @@ class ServerState:
         # Keep the engine's call alive until it has cleaned up, and log what it ends with.
         self._stragglers.add(task)
         task.add_done_callback(self._straggler_done)
-        lang = _core.normalize_language(language) if language else "python"
+        lang = request.language or "python"
         return _core.build_result(
             language=lang,
             session_id=session_id,

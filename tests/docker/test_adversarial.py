@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from coderunner import CodeRunner, Session
+from coderunner.specs import SessionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -53,7 +54,7 @@ def test_fork_bomb_stops_at_the_pids_limit(session: Session) -> None:
 
 
 def test_classic_bash_fork_bomb_is_contained(docker_runner: CodeRunner, docker_client: Any) -> None:
-    info = docker_runner.backend.create_session("bash", pids_limit=128)
+    info = docker_runner.backend.create_session(SessionSpec("bash", options={"pids_limit": 128}))
     container_id = docker_runner.backend.container_id(info.session_id)
     try:
         docker_runner.execute(":(){ :|:& };:", "bash", timeout=5, session_id=info.session_id)
@@ -72,7 +73,7 @@ def test_classic_bash_fork_bomb_is_contained(docker_runner: CodeRunner, docker_c
 
 
 def test_memory_bomb_is_an_interpreter_death_and_the_session_goes_on(docker_runner: CodeRunner) -> None:
-    info = docker_runner.backend.create_session(memory="300m")
+    info = docker_runner.backend.create_session(SessionSpec(options={"memory": "300m"}))
     sid = info.session_id
     try:
         docker_runner.execute("kept = 1", session_id=sid)

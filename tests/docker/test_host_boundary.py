@@ -22,6 +22,7 @@ import pytest
 
 from coderunner import CodeRunner, Session
 from coderunner.errors import InvalidRequestError
+from coderunner.specs import SessionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -272,7 +273,7 @@ def test_bad_lifetimes_are_refused_before_a_container_is_taken(docker_runner: Co
     before = count()
     for bad in ({"lifetime": 1e12}, {"idle_timeout": 1e12}, {"lifetime": -1}, {"lifetime": float("nan")}):
         with pytest.raises(InvalidRequestError, match=r"30 days|more than 0"):
-            backend.create_session("python", **bad)  # type: ignore[attr-defined]
+            backend.create_session(SessionSpec("python", **bad))  # type: ignore[attr-defined]
     time.sleep(0.5)
     assert count() == before
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from coderunner import BackendUnavailableError, CodeRunner, MissingDependencyError, SessionNotFoundError
+from coderunner.specs import ExecRequest, SessionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -46,13 +47,13 @@ def test_warm_pool_makes_sessions_fast(sandbox_image: str) -> None:
 
 def test_idle_sessions_expire_and_their_container_goes(sandbox_image: str, docker_client: Any) -> None:
     with CodeRunner(backend="docker", image=sandbox_image, pool_size=0) as runner:
-        info = runner.backend.create_session(idle_timeout=1)
+        info = runner.backend.create_session(SessionSpec(idle_timeout=1))
         container_id = runner.backend.container_id(info.session_id)  # type: ignore[attr-defined]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and runner.is_session_active(info.session_id):
             time.sleep(0.2)
         with pytest.raises(SessionNotFoundError, match="idle"):
-            runner.backend.execute(info.session_id, "print(1)")
+            runner.backend.execute(info.session_id, ExecRequest("print(1)"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and docker_client.api.containers(all=True, filters={"id": container_id}):
             time.sleep(0.2)

@@ -8,6 +8,7 @@ import pytest
 
 from coderunner import CodeRunner
 from coderunner.engine.output import MAX_SPILL_BYTES
+from coderunner.specs import SessionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -17,7 +18,7 @@ FLOOD = "pad = 'x' * {pad}\nfor i in range({n}):\n    print(f'{{i:07d}}' + pad)"
 
 @pytest.fixture
 def session_id(docker_runner: CodeRunner) -> Iterator[str]:
-    info = docker_runner.backend.create_session(memory="1g")
+    info = docker_runner.backend.create_session(SessionSpec(options={"memory": "1g"}))
     try:
         yield info.session_id
     finally:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from coderunner import CodeRunner, ConfigurationError
+from coderunner.specs import SessionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -77,7 +78,9 @@ def test_defaults_hold_inside_the_container(docker_runner: CodeRunner, docker_cl
 
 
 def test_per_session_overrides(docker_runner: CodeRunner, docker_client: Any) -> None:
-    info = docker_runner.backend.create_session(memory="300m", cpus=0.5, pids_limit=100, network=True)
+    info = docker_runner.backend.create_session(
+        SessionSpec(options={"memory": "300m", "cpus": 0.5, "pids_limit": 100, "network": True})
+    )
     try:
         seen = probe(docker_runner, info.session_id)
         assert int(seen["memory_limit"].split()[0]) == 300 * 1024**2
@@ -112,9 +115,9 @@ def test_explicit_sessions_take_container_options_too(docker_runner: CodeRunner)
 )
 def test_bad_options_are_configuration_errors(docker_runner: CodeRunner, option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError):
-        docker_runner.backend.create_session(**{option: value})
+        docker_runner.backend.create_session(SessionSpec(options={option: value}))
 
 
 def test_unknown_runtime_is_a_clear_error(docker_runner: CodeRunner) -> None:
     with pytest.raises(ConfigurationError, match="no runtime 'nonesuch'"):
-        docker_runner.backend.create_session(runtime="nonesuch")
+        docker_runner.backend.create_session(SessionSpec(options={"runtime": "nonesuch"}))

@@ -20,6 +20,7 @@ from coderunner.server.job_store import JobRecord, JobStore
 from coderunner.server.jobs import JobManager, JobSpec, validate_working_directory
 from coderunner.server.middleware import normalize_path
 from coderunner.server.state import wire_time_limits
+from coderunner.specs import ExecRequest
 from coderunner.testing import AsyncFakeBackend
 
 
@@ -92,9 +93,9 @@ async def test_manager_queues_beyond_max_jobs_and_cancels_pending() -> None:
     class GatedBackend(AsyncFakeBackend):
         """The shipped fake, holding every execution until the gate opens."""
 
-        async def execute(self, session_id: str, code: str, language: str | None = None, **kw: Any) -> ExecutionResult:
+        async def execute(self, session_id: str, request: ExecRequest, **kw: Any) -> ExecutionResult:
             await gate.wait()
-            return await super().execute(session_id, code, language, **kw)
+            return await super().execute(session_id, request, **kw)
 
     backend = GatedBackend()
     manager = JobManager(JobStore(":memory:"), backend, Settings(), max_jobs=1)

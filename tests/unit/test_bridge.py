@@ -16,6 +16,7 @@ from coderunner.backends.inprocess import AsyncInProcessBackend, InProcessBacken
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.config import Settings
 from coderunner.errors import BackendError
+from coderunner.specs import ExecRequest, SessionSpec
 from coderunner.testing import AsyncFakeBackend, FakeBackend, FakeCall
 
 
@@ -37,7 +38,7 @@ async def test_a_cancelled_execute_interrupts_its_session_which_keeps_its_state(
 ) -> None:
     sid = (await bridged.create_session()).session_id
     try:
-        await bridged.execute(sid, "x = 41")
+        await bridged.execute(sid, ExecRequest("x = 41"))
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
 
@@ -47,7 +48,7 @@ async def test_a_cancelled_execute_interrupts_its_session_which_keeps_its_state(
         task = asyncio.ensure_future(
             bridged.execute(
                 sid,
-                "import time\nprint('go', flush=True)\ntime.sleep(60)",
+                ExecRequest("import time\nprint('go', flush=True)\ntime.sleep(60)"),
                 on_stdout=on_stdout,
             )
         )
@@ -57,7 +58,7 @@ async def test_a_cancelled_execute_interrupts_its_session_which_keeps_its_state(
         with pytest.raises(asyncio.CancelledError):
             await task
         # The worker thread's execute was interrupted, not left sleeping: the session is free, state intact.
-        after = await bridged.execute(sid, "print(x + 1)")
+        after = await bridged.execute(sid, ExecRequest("print(x + 1)"))
         assert after.stdout == "42\n" and after.error is None
         assert time.monotonic() - cancelled_at < 30
     finally:
@@ -76,8 +77,8 @@ async def test_errors_pass_through_unchanged(inprocess: InProcessBackend) -> Non
     # A user's failure stays data on the result, in both colours.
     sid = inprocess.create_session().session_id
     try:
-        assert inprocess.execute(sid, "1/0").error is not None
-        assert (await to_async_backend(inprocess).execute(sid, "1/0")).error is not None
+        assert inprocess.execute(sid, ExecRequest("1/0")).error is not None
+        assert (await to_async_backend(inprocess).execute(sid, ExecRequest("1/0"))).error is not None
     finally:
         inprocess.close_session(sid)
 
@@ -89,12 +90,12 @@ async def test_errors_pass_through_unchanged(inprocess: InProcessBackend) -> Non
 
     with pytest.raises(BackendError) as through_threads:
         fake = to_async_backend(FakeBackend(fail))
-        await fake.execute((await fake.create_session()).session_id, "x")
+        await fake.execute((await fake.create_session()).session_id, ExecRequest("x"))
     assert through_threads.value is boom
     on_a_loop = to_sync_backend(AsyncFakeBackend(fail))
     try:
         with pytest.raises(BackendError) as through_loop:
-            on_a_loop.execute(on_a_loop.create_session().session_id, "x")
+            on_a_loop.execute(on_a_loop.create_session().session_id, ExecRequest("x"))
         assert through_loop.value is boom
     finally:
         on_a_loop.close()
@@ -105,7 +106,7 @@ async def test_session_options_are_checked_against_the_wrapped_backend(
 ) -> None:
     # Through both bridges down to the engine's create_session, which takes no container options.
     with pytest.raises(ConfigurationError, match="no session option cpus"):
-        await bridged.create_session(cpus=2)
+        await bridged.create_session(SessionSpec(options={"cpus": 2}))
 
 
 def test_browser_methods_only_when_the_wrapped_backend_has_them(inprocess: InProcessBackend) -> None:
@@ -142,7 +143,7 @@ def test_a_sync_bridge_with_its_own_loop_works_inside_a_running_loop_and_closes_
     async def from_a_running_loop() -> str:
         # Where asyncio.run would fail (Jupyter, FastAPI): the coroutines run on the bridge's loop thread.
         sid = backend.create_session().session_id
-        return backend.execute(sid, "print(6 * 7)").stdout
+        return backend.execute(sid, ExecRequest("print(6 * 7)")).stdout
 
     assert asyncio.run(from_a_running_loop()) == "42\n"
     backend.close()
@@ -156,9 +157,9 @@ def test_a_sync_bridge_with_its_own_loop_works_inside_a_running_loop_and_closes_
 def test_the_sync_inprocess_backend_refuses_calls_once_closed() -> None:
     backend = InProcessBackend(Settings.from_env(pool_size=0))
     sid = backend.create_session().session_id
-    assert backend.execute(sid, "print(1)").stdout == "1\n"
+    assert backend.execute(sid, ExecRequest("print(1)")).stdout == "1\n"
     assert backend.stats()["executions"] == 1 and backend.engine is backend.wrapped.engine
     backend.close()
     backend.close()
     with pytest.raises(ConfigurationError, match="create a new CodeRunner"):
-        backend.execute(sid, "print(1)")
+        backend.execute(sid, ExecRequest("print(1)"))

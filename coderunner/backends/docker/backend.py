@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coderunner import _core
 from coderunner.backends.bridge import AsyncBrowserBridge
@@ -40,10 +40,7 @@ from coderunner.errors import (
     error_for_code,
 )
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, SessionInfo
-
-if TYPE_CHECKING:
-    pass
-
+from coderunner.specs import ExecRequest, SessionSpec
 
 log = logging.getLogger(__name__)
 OutputCallback = Callable[[str], None]
@@ -67,19 +64,19 @@ def _size(n: int | None) -> str:
 def agent_execute(
     wire: AgentClient,
     session_id: str,
-    code: str,
-    language: str | None,
+    request: ExecRequest,
     timeout: float | None,
     grace: float,
     request_id: str,
     on_stdout: OutputCallback | None,
     on_stderr: OutputCallback | None,
 ) -> ExecutionResult:
-    """Run code through a box's agent; ``request_id`` makes sending it again safe (the agent runs it once)."""
+    """Run ``request`` through a box's agent with the time limit ``timeout`` (the host's resolved one).
+
+    ``request_id`` makes sending it again safe: the agent runs it once.
+    """
     body = {
-        "code": code,
-        "language": language,
-        "timeout": timeout,
+        "request": {**request.to_wire(), "timeout": timeout},
         "stream": on_stdout is not None or on_stderr is not None,
         "request_id": request_id,
     }
@@ -114,9 +111,7 @@ def _now() -> datetime:
 @dataclasses.dataclass
 class _Session:
     session_id: str
-    language: str
-    env: dict[str, str]
-    metadata: dict[str, str]
+    spec: SessionSpec
     options: ContainerOptions
     box: Box
     inner_id: str
@@ -130,6 +125,10 @@ class _Session:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     lost: str | None = None
     """A loss of state (a replaced container) that no result has reported yet: the next execution says it."""
+
+    @property
+    def language(self) -> str:
+        return self.spec.language
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -234,12 +233,11 @@ class DockerBackend(DockerBrowserMixin):
     def _get(self, session_id: str) -> _Session:
         return self._sessions.get(session_id)
 
-    def _adopt(self, box: Box, language: str, env: Mapping[str, str], metadata: Mapping[str, str]) -> str:
+    def _adopt(self, box: Box, spec: SessionSpec) -> str:
+        # The host keeps the session's durations (it removes the container): the session inside has none.
+        inside = spec.replace(lifetime=None, idle_timeout=None, working_dir=None, options={})
         response = box.wire.request(
-            "POST",
-            f"{AGENT_PREFIX}/session",
-            json_body={"language": language, "env": dict(env) or None, "metadata": dict(metadata) or None},
-            timeout=START_TIMEOUT,
+            "POST", f"{AGENT_PREFIX}/session", json_body={"spec": inside.to_wire()}, timeout=START_TIMEOUT
         )
         inner_id: str = response.json()["session_id"]
         return inner_id
@@ -247,9 +245,7 @@ class DockerBackend(DockerBrowserMixin):
     def _open(
         self,
         options: ContainerOptions,
-        language: str,
-        env: Mapping[str, str],
-        metadata: Mapping[str, str],
+        spec: SessionSpec,
         *,
         work: Path | None = None,
         storage: SessionStorage | None = None,
@@ -261,7 +257,7 @@ class DockerBackend(DockerBrowserMixin):
             else:
                 box = self._fleet.start(options, role="session", work=work, storage=storage)
             try:
-                return box, self._adopt(box, language, env, metadata)
+                return box, self._adopt(box, spec)
             except (AgentUnreachable, AgentForged) as exc:
                 log.warning("discarding a container that does not answer: %s", exc)
                 self._fleet.remove(box, keep_storage=storage is not None)
@@ -270,63 +266,43 @@ class DockerBackend(DockerBrowserMixin):
                 raise
         raise BackendError("Three containers in a row did not answer; see the Docker engine's logs.")
 
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        **container_options: Any,
-    ) -> SessionInfo:
+    def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create a session in its own container (from the warm pool when the options are the defaults).
 
-        Args:
-            language: The session's default language.
-            env: Environment variables for the session's interpreters.
-            working_dir: A host directory to mount as the session directory (``/work``) instead of a fresh one;
-                it is not removed at close. The container's user must be able to write it.
-            lifetime: Hard lifetime in seconds.
-            idle_timeout: Seconds of inactivity before it expires (default: the runner's).
-            metadata: Labels.
-            **container_options: Overrides of the runner's container options for this session
-                (``network``, ``memory``, ``cpus``, ``pids_limit``, ``runtime``, ...).
+        ``spec.working_dir`` is a host directory mounted as the session directory (``/work``) instead of a fresh
+        one; it is not removed at close, and the container's user must be able to write it. ``spec.options``
+        override the runner's container options for this session (``network``, ``memory``, ``cpus``,
+        ``pids_limit``, ``runtime``, ...).
         """
         # Everything is checked before a container is taken: a bad value must not cost (or leak) one.
-        language = _core.normalize_language(language)
-        env = _core.merge_env({}, env)
-        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        options = self._fleet.defaults.with_overrides(container_options)
-        lifetime = _core.validate_duration(lifetime, "lifetime")
-        idle_timeout = _core.validate_duration(idle_timeout, "idle_timeout")
+        spec = spec or SessionSpec()
+        options = self._fleet.defaults.with_overrides(spec.options)
         self._fleet.disk_limit(options)  # a limit this host cannot enforce fails now
         work = None
-        if working_dir is not None:
-            work = Path(working_dir).expanduser().resolve()
+        if spec.working_dir is not None:
+            work = Path(spec.working_dir).expanduser().resolve()
             if self._fleet.remote:
                 raise ConfigurationError("working_dir cannot be mounted from this machine into a remote Docker engine.")
         # The place is held while the container starts: sessions created at once cannot pass max_sessions.
         with self._sessions.reserve() as place:
             if work is not None:
                 work.mkdir(parents=True, exist_ok=True)
-            box, inner = self._open(options, language, env, meta, work=work)
+            box, inner = self._open(options, spec, work=work)
             try:
                 session_id = str(uuid.uuid4())
                 session = _Session(
                     session_id=session_id,
-                    language=language,
-                    env=env,
-                    metadata=meta,
+                    spec=spec,
                     options=options,
                     box=box,
                     inner_id=inner,
-                    idle_timeout=idle_timeout if idle_timeout is not None else self.settings.idle_timeout,
-                    expires_at=datetime.fromtimestamp(time.time() + lifetime, timezone.utc) if lifetime else None,
+                    idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else self.settings.idle_timeout,
+                    expires_at=(
+                        datetime.fromtimestamp(time.time() + spec.lifetime, timezone.utc) if spec.lifetime else None
+                    ),
                 )
                 place.add(session_id, session)
-                return self._info(session, languages=[language])
+                return self._info(session, languages=[spec.language])
             except BaseException:
                 self._fleet.remove(box)  # taken, so given back: nothing counts or expires a box without a session
                 raise
@@ -351,7 +327,7 @@ class DockerBackend(DockerBrowserMixin):
             expires_at=session.expires_at,
             idle_timeout=session.idle_timeout,
             backend=self.name,
-            metadata=session.metadata,
+            metadata=dict(session.spec.metadata),
         )
 
     def get_session(self, session_id: str) -> SessionInfo:
@@ -399,9 +375,7 @@ class DockerBackend(DockerBrowserMixin):
             # Gone before anything else touches its storage: the socket directory gets the new box's key, and
             # a container that merely stopped answering must not see it.
             self._fleet.remove(dead, wait=True, keep_storage=True)
-            box, inner = self._open(
-                session.options, session.language, session.env, session.metadata, storage=dead.storage
-            )
+            box, inner = self._open(session.options, session.spec, storage=dead.storage)
             session.box, session.inner_id = box, inner
 
     def _replace_noting(self, session: _Session, dead: Box, why: str) -> None:
@@ -446,18 +420,15 @@ class DockerBackend(DockerBrowserMixin):
     def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """Run code in the session's container; a container that dies gives an ``InterpreterDied`` result."""
+        """Run ``request`` in the session's container; a container that dies gives an ``InterpreterDied`` result."""
         session = self._get(session_id)
-        lang = _core.normalize_language(language or session.language)
-        code = _core.validate_code(code)
-        limit = _core.validate_timeout(timeout, self.settings.timeout)
+        lang = request.language_or(session.language)
+        limit = request.timeout_or(self.settings.timeout)
         session.enter(1)
         session.touch()
         notes: list[str] = []
@@ -474,8 +445,7 @@ class DockerBackend(DockerBrowserMixin):
                     result = agent_execute(
                         box.wire,
                         session.inner_id,
-                        code,
-                        lang,
+                        request,
                         limit,
                         self.settings.interrupt_grace,
                         request_id,

@@ -32,6 +32,7 @@ from coderunner.errors import (
     SessionNotFoundError,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 
 class InstaVMBackend(InstaVMProtocol):
@@ -88,18 +89,9 @@ class InstaVMBackend(InstaVMProtocol):
             return self.answer(call, response.status_code, response.content)
         raise AssertionError("unreachable")
 
-    def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
+    def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create a session on the server (InstaVM's VM)."""
-        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        call, lang = self.create_session_call(spec)
         return self.session_created(self._send(call), lang)
 
     def get_session(self, session_id: str) -> SessionInfo:
@@ -124,10 +116,8 @@ class InstaVMBackend(InstaVMProtocol):
     def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
@@ -137,11 +127,11 @@ class InstaVMBackend(InstaVMProtocol):
         after the run (other InstaVM servers).
         """
         if (on_stdout is not None or on_stderr is not None) and self.streaming:
-            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            call, lang, warnings = self.stream_call(session_id, request)
             payload = self._stream(call, on_stdout, on_stderr)
             if payload is not None:
                 return self.execution_result(payload, session_id, lang, warnings)
-        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        call, lang, warnings = self.execute_call(session_id, request)
         result = self.execution_result(self._send(call), session_id, lang, warnings)
         if on_stdout is not None and result.stdout:
             on_stdout(result.stdout)
@@ -345,18 +335,9 @@ class AsyncInstaVMBackend(InstaVMProtocol):
             return self.answer(call, response.status_code, response.content)
         raise AssertionError("unreachable")
 
-    async def create_session(
-        self,
-        language: str = "python",
-        *,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        lifetime: float | None = None,
-        idle_timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> SessionInfo:
+    async def create_session(self, spec: SessionSpec | None = None) -> SessionInfo:
         """Create a session on the server."""
-        call, lang = self.create_session_call(language, env, working_dir, lifetime, idle_timeout, metadata)
+        call, lang = self.create_session_call(spec)
         return self.session_created(await self._send(call), lang)
 
     async def get_session(self, session_id: str) -> SessionInfo:
@@ -381,20 +362,18 @@ class AsyncInstaVMBackend(InstaVMProtocol):
     async def execute(
         self,
         session_id: str,
-        code: str,
-        language: str | None = None,
+        request: ExecRequest,
         *,
-        timeout: float | None = None,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
         """Run code remotely; output is streamed to the callbacks as with :meth:`InstaVMBackend.execute`."""
         if (on_stdout is not None or on_stderr is not None) and self.streaming:
-            call, lang, warnings = self.stream_call(session_id, code, language, timeout)
+            call, lang, warnings = self.stream_call(session_id, request)
             payload = await self._stream(call, on_stdout, on_stderr)
             if payload is not None:
                 return self.execution_result(payload, session_id, lang, warnings)
-        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        call, lang, warnings = self.execute_call(session_id, request)
         result = self.execution_result(await self._send(call), session_id, lang, warnings)
         if on_stdout is not None and result.stdout:
             on_stdout(result.stdout)

@@ -35,7 +35,6 @@ from coderunner.errors import (
     CodeRunnerError,
     ConfigurationError,
     FileNotFoundInSessionError,
-    InvalidRequestError,
     RateLimitError,
     SessionNotFoundError,
     UnsupportedOperationError,
@@ -43,6 +42,7 @@ from coderunner.errors import (
     error_for_code,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
+from coderunner.specs import ExecRequest, SessionSpec
 
 DEFAULT_BASE_URL = "https://api.instavm.io"
 API_KEY_ENV = "INSTAVM_API_KEY"
@@ -225,33 +225,24 @@ class InstaVMProtocol:
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    def create_session_call(
-        self,
-        language: str,
-        env: Mapping[str, str] | None,
-        working_dir: str | None,
-        lifetime: float | None,
-        idle_timeout: float | None,
-        metadata: Mapping[str, str] | None,
-    ) -> tuple[HttpRequest, str]:
-        """The session-creation request and the session's normalised language."""
+    def create_session_call(self, spec: SessionSpec | None) -> tuple[HttpRequest, str]:
+        """The session-creation request and the session's language."""
         self.check_open()
-        lang = _core.normalize_language(language)
-        if working_dir is not None:
+        spec = spec or SessionSpec()
+        spec.check_options(self.name)
+        if spec.working_dir is not None:
             raise UnsupportedOperationError("working_dir cannot be chosen on the InstaVM backend; omit it.")
-        if lifetime is not None and lifetime <= 0:
-            raise InvalidRequestError("lifetime must be a positive number of seconds.")
-        seconds = min(max(math.ceil(lifetime or DEFAULT_LIFETIME), 20), 86_400)
+        seconds = min(max(math.ceil(spec.lifetime or DEFAULT_LIFETIME), 20), 86_400)
         body: dict[str, Any] = {"api_key": self.api_key or "", "vm_lifetime_seconds": seconds}
-        if env:
-            body["env"] = _core.merge_env({}, env)
-        if metadata:
-            body["metadata"] = {str(k): str(v) for k, v in metadata.items()}
-        if lang != "python":
-            body["language"] = lang  # coderunner serve honours it; others ignore unknown keys
-        if idle_timeout is not None:
-            body["idle_timeout"] = idle_timeout
-        return HttpRequest("POST", "/v1/sessions/session", json=body), lang
+        if spec.env:
+            body["env"] = dict(spec.env)
+        if spec.metadata:
+            body["metadata"] = dict(spec.metadata)
+        if spec.language != "python":
+            body["language"] = spec.language  # coderunner serve honours it; others ignore unknown keys
+        if spec.idle_timeout is not None:
+            body["idle_timeout"] = spec.idle_timeout
+        return HttpRequest("POST", "/v1/sessions/session", json=body), spec.language
 
     def session_created(self, payload: Any, language: str) -> SessionInfo:
         """Parse the creation answer and remember the session."""
@@ -301,14 +292,12 @@ class InstaVMProtocol:
 
     # -- execution ---------------------------------------------------------------------------------
 
-    def execute_call(
-        self, session_id: str, code: str, language: str | None, timeout: float | None
-    ) -> tuple[HttpRequest, str, list[str]]:
+    def execute_call(self, session_id: str, request: ExecRequest) -> tuple[HttpRequest, str, list[str]]:
         """The execute request, the language it runs as, and warnings to attach to the result."""
         self.check_open()
-        code = _core.validate_code(code)
-        lang = _core.normalize_language(language or self.languages.get(session_id, "python"))
-        limit = _core.validate_timeout(timeout, self.settings.timeout)
+        code = request.code
+        lang = request.language_or(self.languages.get(session_id, "python"))
+        limit = request.timeout_or(self.settings.timeout)
         warnings = []
         if limit is None or limit > WIRE_MAX_TIMEOUT:
             asked = "no limit" if limit is None else f"{limit:g} s"
@@ -348,11 +337,9 @@ class InstaVMProtocol:
             warnings=warnings,
         )
 
-    def stream_call(
-        self, session_id: str, code: str, language: str | None, timeout: float | None
-    ) -> tuple[HttpRequest, str, list[str]]:
+    def stream_call(self, session_id: str, request: ExecRequest) -> tuple[HttpRequest, str, list[str]]:
         """Like :meth:`execute_call`, for coderunner serve's streaming route (NDJSON output events)."""
-        call, lang, warnings = self.execute_call(session_id, code, language, timeout)
+        call, lang, warnings = self.execute_call(session_id, request)
         return replace(call, path="/execute/stream", not_found=_unsupported), lang, warnings
 
     def stream_refused(self, call: HttpRequest, status: int, content: bytes) -> CodeRunnerError | None:
