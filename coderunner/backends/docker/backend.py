@@ -18,7 +18,7 @@ from typing import Any
 from coderunner import _core
 from coderunner.backends.bridge import AsyncBrowserBridge
 from coderunner.backends.docker.browser import BrowserContainer, DockerBrowserMixin
-from coderunner.backends.docker.disk import SessionStorage
+from coderunner.backends.docker.disk import SessionStorage, size_text
 from coderunner.backends.docker.fleet import START_TIMEOUT, Box, Fleet, death_cause, death_message
 from coderunner.backends.docker.image import ImageSpec
 from coderunner.backends.docker.options import ContainerOptions
@@ -50,12 +50,6 @@ _TAMPERED = (
 )
 _DISK_FULL = 1024**2
 """Free bytes below which a session's disk counts as full."""
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
 
 
 # -- the wire (host side) ------------------------------------------------------------------------------
@@ -498,7 +492,7 @@ class DockerBackend(DockerBrowserMixin):
         free, limit = box.storage.free(), box.storage.disk_limit
         if limit is not None and free is not None and (free < _DISK_FULL or (full_text and free < 64 * 1024**2)):
             return (
-                f"disk limit reached: the session's /work is full ({_size(free)} free of its {_size(limit)} "
+                f"disk limit reached: the session's /work is full ({size_text(free)} free of its {size_text(limit)} "
                 "disk_limit). Delete files, or start the session with a larger disk_limit (e.g. "
                 "disk_limit='4g', CODERUNNER_DOCKER_DISK_LIMIT)."
             )
@@ -506,7 +500,7 @@ class DockerBackend(DockerBrowserMixin):
             return (
                 f"a filesystem of the session is full (No space left on device): /tmp and $HOME are memory-backed, "
                 f"{box.options.tmpfs_size} each (tmpfs_size)"
-                + (f"; /work has {_size(free)} free" if free is not None else "")
+                + (f"; /work has {size_text(free)} free" if free is not None else "")
                 + "."
             )
         return None

@@ -39,12 +39,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(num: float) -> str:
-    return f"{num / 1e6:.0f} MB"
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     from coderunner.backends.docker.connection import connect
+    from coderunner.backends.docker.disk import size_text
     from coderunner.backends.docker.image import IMAGE_REPO, expected_tag
     from coderunner.backends.sandbox.contract import LABEL_IMAGE, LABEL_MANAGED, LABEL_RUNNER
 
@@ -61,7 +58,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         tags = [t for t in image.tags if t.startswith(IMAGE_REPO)] or ["<untagged>"]
         created = image.attrs.get("Created", "")[:19].replace("T", " ")
         mark = "  (current)" if current in image.tags else ""
-        print(f"image:    {', '.join(tags)}  {_size(image.attrs.get('Size', 0))}  created {created}{mark}")
+        print(f"image:    {', '.join(tags)}  {size_text(image.attrs.get('Size', 0))}  created {created}{mark}")
     containers = client.api.containers(all=True, filters={"label": LABEL_MANAGED})
     runners = {(c.get("Labels") or {}).get(LABEL_RUNNER) for c in containers}
     print(f"sandboxes: {len(containers)} containers of {len(runners)} runners")

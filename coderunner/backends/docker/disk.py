@@ -28,7 +28,7 @@ from pathlib import Path
 
 from coderunner.errors import BackendError
 
-__all__ = ["SessionStorage", "disk_limit_support", "free_bytes", "unmount_below"]
+__all__ = ["SessionStorage", "disk_limit_support", "free_bytes", "size_text", "unmount_below"]
 
 _MKFS = "mkfs.ext4"
 
@@ -127,6 +127,13 @@ class SessionStorage:
                 return  # never delete through a mount that is still there: it would empty the disk, not free it
             self.mounted = False
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def size_text(n: float | None) -> str:
+    """A byte count for people: GiB from 1 GiB up, MiB below, '?' when unknown."""
+    if n is None:
+        return "?"
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
 
 
 def free_bytes(path: Path) -> int | None:
