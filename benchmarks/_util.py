@@ -42,3 +42,28 @@ def emit(name: str, payload: dict[str, Any]) -> None:
     """Print one JSON document with the machine's description."""
     doc = {"benchmark": name, "python": platform.python_version(), "machine": platform.machine(), **payload}
     print(json.dumps(doc, indent=2))
+
+
+def wait_for_pool(runner: Any, timeout: float = 60.0) -> bool:
+    """Wait until the runner's warm pool is full again (the steady state a server sees); False on timeout.
+
+    Understands the InProcess engine (``stats()["pooled_kernels"]``) and the Docker fleet (its pool deque);
+    other backends have no pool to wait for.
+    """
+    target = runner.settings.pool_size
+    backend = runner.backend
+    fleet = getattr(backend, "_fleet", None)
+    if fleet is None and not hasattr(backend, "stats"):
+        return True
+
+    def pooled() -> int:
+        if fleet is not None:
+            return len(fleet._pool)
+        return int(backend.stats().get("pooled_kernels", target))
+
+    deadline = time.monotonic() + timeout
+    while pooled() < target:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
