@@ -39,9 +39,9 @@ def burst(start_one: Any) -> tuple[float, list[float]]:
     return wall, [f.result() for f in futures]  # .result() re-raises a failed start
 
 
-def coderunner_burst() -> tuple[float, list[float], int]:
-    """One default runner (its default warm pool, full); SESSIONS threads each open a session and print(1)."""
-    runner = CodeRunner()
+def coderunner_burst(**options: Any) -> tuple[float, list[float], int]:
+    """One runner (default: the default warm pool, full); SESSIONS threads each open a session and print(1)."""
+    runner = CodeRunner(**options)
     sessions: list[Any] = []
     lock = threading.Lock()
 
@@ -98,16 +98,18 @@ def raw_burst() -> tuple[float, list[float]]:
 if __name__ == "__main__":
     raw_walls: list[float] = []
     ours_walls: list[float] = []
+    nopool_walls: list[float] = []
     raw_each: list[float] = []
     ours_each: list[float] = []
     pool_size = 0
-    for _ in range(REPEATS):  # alternated, so both see the same background load
+    for _ in range(REPEATS):  # alternated, so all see the same background load
         wall, each = raw_burst()
         raw_walls.append(wall)
         raw_each += each
         wall, each, pool_size = coderunner_burst()
         ours_walls.append(wall)
         ours_each += each
+        nopool_walls.append(coderunner_burst(pool_size=0)[0])
     raw_median, ours_median = statistics.median(raw_walls), statistics.median(ours_walls)
     emit(
         "session_burst",
@@ -120,6 +122,8 @@ if __name__ == "__main__":
             "coderunner_each_session_to_first_result": summary(ours_each),
             "coderunner_pool_size": pool_size,
             "ratio_coderunner_to_raw_median": round(ours_median / raw_median, 3),
+            "coderunner_pool_size_0_burst_all_first_results": summary(nopool_walls),
+            "ratio_coderunner_pool_size_0_to_raw_median": round(statistics.median(nopool_walls) / raw_median, 3),
             "note": "burst = from the release of all threads to the moment the last first result is in",
         },
     )
