@@ -28,6 +28,7 @@ from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel, ipc_leftovers
+from coderunner.engine.processes import pid_signature
 from coderunner.engine.session import EngineSession, ExecutionLimits
 from coderunner.engine.table import SessionTable
 from coderunner.errors import (
@@ -57,14 +58,6 @@ def kernel_class(language: str) -> type[Kernel]:
         raise InvalidRequestError(f"No kernel for language {language!r}.") from None
     cls: type[Kernel] = getattr(importlib.import_module(lang.kernel_module), lang.kernel_class)
     return cls
-
-
-def pid_signature(pid: int) -> float | None:
-    """The process's start time, which tells a live pid from a reused one (None: no such process)."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
 
 
 def kill_group(pid: int, create_time: float | None) -> None:

@@ -47,10 +47,31 @@ __all__ = [
     "kill_leftovers",
     "leftovers",
     "new_tag",
+    "pid_signature",
     "process_limit",
     "python_reap_code",
+    "same_process",
     "scan",
 ]
+
+
+def pid_signature(pid: int) -> float | None:
+    """The process's start time, which tells a live pid from a reused one (None: no such process).
+
+    The one process-identity rule of coderunner: the engine's kernel records and orphan sweep, the browser
+    engine's Chromium, and the Docker fleet's owner labels all name a process by (pid, this signature).
+    """
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int, signature: float | None) -> bool:
+    """True while ``pid`` is the very process whose :func:`pid_signature` was ``signature``."""
+    actual = pid_signature(pid)
+    return actual is not None and signature is not None and abs(actual - signature) < 0.01
+
 
 TAG_VAR = "CODERUNNER_KERNEL_TAG"
 """The environment variable that marks a kernel and every process started from it."""

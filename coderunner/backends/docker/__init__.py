@@ -29,14 +29,18 @@ Where things are::
     connection.py   connecting to the engine; the SDK's errors turned into coderunner's
     image.py        the sandbox image: ImageSpec, content hash, offline build   (wheel.py: the wheel it installs)
     disk.py         the per-session size-capped /work (a loop-mounted filesystem)
-    fleet.py        the containers: start, warm pool, agent key hand-over, replacement, orphan sweep, death causes
-    backend.py      DockerBackend / AsyncDockerBackend: sessions on containers, executions, files, expiry
+    fleet.py        the box provider: containers started, labelled, inspected (death causes) and removed,
+                    the agent key hand-over, the orphan sweep, the disk-full note
+    backend.py      DockerBackend / AsyncDockerBackend: the sandbox host on the fleet, plus the browser
     browser.py      the browser container (Chromium beside the session containers)
     commands.py     ``coderunner image build|status|prune``
 
-What is not Docker's own is one floor down, in :mod:`coderunner.backends.sandbox` (the host<->agent
-contract, the agent client that checks every answer's proof); what runs inside a container is
-:mod:`coderunner.server.agent`.
+What is not Docker's own is one floor down, in :mod:`coderunner.backends.sandbox`: the host<->agent contract
+(``contract.py``), the agent client that checks every answer's proof (``agent_client.py``), the sandbox host
+(``host.py``: sessions on boxes, executions sent once, dead boxes replaced and the loss reported; the
+``BoxProvider`` protocol the fleet implements), the warm pool (``pool.py``) and owner labels (``owners.py``).
+A second provider (Kubernetes pods) implements ``BoxProvider`` and reuses the rest. What runs inside a
+container is :mod:`coderunner.server.agent`.
 
 Errors (all from :mod:`coderunner.errors`; no ``docker.errors.*`` exception escapes)::
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -13,7 +12,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import stat
 import threading
 import time
@@ -21,10 +19,10 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coderunner.backends.docker.connection import DockerClient, connect, docker_errors, docker_module, translate_docker
-from coderunner.backends.docker.disk import SessionStorage, disk_limit_support, unmount_below
+from coderunner.backends.docker.disk import SessionStorage, disk_limit_support, size_text, unmount_below
 from coderunner.backends.docker.image import ImageSpec, ensure_image, image_exists
 from coderunner.backends.docker.options import ContainerOptions, parse_memory
 from coderunner.backends.sandbox.agent_client import (
@@ -46,22 +44,25 @@ from coderunner.backends.sandbox.contract import (
     SANDBOX_UID,
     SOCK_NAME,
 )
+from coderunner.backends.sandbox.owners import host_id, owner_alive, owner_labels
+from coderunner.backends.sandbox.pool import WarmPool
 from coderunner.config import Settings
+from coderunner.engine.processes import pid_signature
 from coderunner.errors import (
     BackendError,
     CodeRunnerError,
     ConfigurationError,
     InvalidRequestError,
 )
-
-if TYPE_CHECKING:
-    pass
-
+from coderunner.models import ExecutionResult
+from coderunner.specs import SessionSpec
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 90.0
 """Seconds a container has to start and answer."""
+_DISK_FULL = 1024**2
+"""Free bytes below which a session's disk counts as full."""
 
 
 # -- containers ----------------------------------------------------------------------------------------
@@ -98,43 +99,18 @@ def hand_over_key(sock_dir: Path, key: bytes, uid: int, gid: int) -> None:
         os.close(dir_fd)
 
 
-def _host_id() -> str:
-    boot = ""
-    with contextlib.suppress(OSError):
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return f"{socket.gethostname()}/{boot}"
-
-
-def _process_start(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _owner_alive(labels: Mapping[str, str]) -> bool:
-    try:
-        pid, start = int(labels[LABEL_OWNER_PID]), float(labels[LABEL_OWNER_START])
-    except (KeyError, ValueError):
-        return False
-    actual = _process_start(pid)
-    return actual is not None and abs(actual - start) < 0.01
-
-
 def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -> int:
     """Remove the containers (and host directories) of runners of this host whose process is gone.
 
     Containers of other hosts sharing a remote engine are left alone. Returns how many containers went.
     """
-    host = _host_id()
+    host = host_id()
     removed = 0
     with docker_errors("Listing leftover containers"):
         # The raw list: the SDK's containers.list() inspects each one and fails on any removed meanwhile.
         containers = client.api.containers(all=True, filters={"label": [LABEL_MANAGED, f"{LABEL_OWNER_HOST}={host}"]})
     for container in containers:
-        if _owner_alive(container.get("Labels") or {}):
+        if owner_alive(container.get("Labels") or {}):
             continue
         with contextlib.suppress(Exception):  # already gone, or being removed by someone else: fine either way
             client.api.remove_container(container["Id"], force=True, v=True)
@@ -146,7 +122,7 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
                 owner = json.loads((runner_dir / "owner.json").read_text())
             except (OSError, ValueError):
                 owner = {}
-            alive = _owner_alive({LABEL_OWNER_PID: str(owner.get("pid")), LABEL_OWNER_START: str(owner.get("start"))})
+            alive = owner_alive({LABEL_OWNER_PID: str(owner.get("pid")), LABEL_OWNER_START: str(owner.get("start"))})
             # Session disks first: deleting through a mount would only empty it, and leave it mounted.
             if not alive and unmount_below(runner_dir):
                 shutil.rmtree(runner_dir, ignore_errors=True)
@@ -203,26 +179,20 @@ class Fleet:
         self.runner_id = uuid.uuid4().hex[:10]
         self.root = Path(settings.runtime_dir) / "docker" / f"r-{self.runner_id}"
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._pool: collections.deque[Box] = collections.deque()
-        self._warming = 0
+        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="coderunner-docker")
+        self._pool: WarmPool[Box] = WarmPool(
+            pool_size, start=self._warm_one, discard=self.remove, submit=self._threads.submit, noun="container"
+        )
         self._boxes: dict[str, Box] = {}
         self._counter = 0
         self._closed = False
         self._runtimes: set[str] | None = None
-        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="coderunner-docker")
         me = os.getpid()
-        self.labels = {
-            LABEL_MANAGED: "1",
-            LABEL_RUNNER: self.runner_id,
-            LABEL_OWNER_PID: str(me),
-            LABEL_OWNER_START: repr(_process_start(me)),
-            LABEL_OWNER_HOST: _host_id(),
-        }
+        self.labels = owner_labels(self.runner_id)
         Path(settings.runtime_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         sweep_orphans(self.client, settings.runtime_dir)
         self.root.mkdir(parents=True, mode=0o700)
-        (self.root / "owner.json").write_text(json.dumps({"pid": me, "start": _process_start(me)}))
+        (self.root / "owner.json").write_text(json.dumps({"pid": me, "start": pid_signature(me)}))
         self.image = image or os.environ.get("CODERUNNER_DOCKER_IMAGE", "").strip() or None
         try:
             if self.image is None:
@@ -509,45 +479,84 @@ class Fleet:
 
     def fill_pool(self) -> None:
         """Start containers in the background until the pool holds ``pool_size`` (ready or warming)."""
-        with self._lock:
-            if self._closed:
-                return
-            missing = self.pool_size - len(self._pool) - self._warming
-            self._warming += max(missing, 0)
-        for _ in range(max(missing, 0)):
-            self._threads.submit(self._warm_one)
+        if not self._closed:
+            self._pool.fill()
 
-    def _warm_one(self) -> None:
-        box = None
+    def _warm_one(self) -> Box:
+        box = self.start(self.defaults, role="pool")
         try:
-            box = self.start(self.defaults, role="pool")
             if not box.wire.request("GET", f"{AGENT_PREFIX}/ready", timeout=START_TIMEOUT).json().get("ready"):
                 raise BackendError("its Python kernel did not start")
-        except Exception as exc:  # the pool is an optimisation: a failed warm start must not surface here
-            if box is not None:
-                self.remove(box)
-                box = None
-            if not self._closed:
-                log.warning("could not pre-start a container: %s", getattr(exc, "message", exc))
-        with self._ready:
-            self._warming -= 1
-            if box is not None and not self._closed:
-                self._pool.append(box)
-            self._ready.notify_all()
+        except BaseException:
+            self.remove(box)
+            raise
+        return box
 
     def take(self, options: ContainerOptions) -> Box:
         """A started container with ``options``: from the pool when they are the defaults, else a new one."""
-        if options == self.defaults and self.pool_size > 0:
-            with self._ready:
-                deadline = time.monotonic() + START_TIMEOUT
-                # A warm start under way is faster to join than a cold start from scratch.
-                while not self._pool and self._warming > 0 and time.monotonic() < deadline:
-                    self._ready.wait(deadline - time.monotonic())
-                box = self._pool.popleft() if self._pool else None
-            self.fill_pool()
+        if options == self.defaults:
+            box = self._pool.take(START_TIMEOUT)
             if box is not None:
                 return box
         return self.start(options, role="session")
+
+    # -- what the sandbox host asks of its provider (coderunner.backends.sandbox.host.BoxProvider) --------
+
+    noun = "container"
+    start_timeout = START_TIMEOUT
+
+    def session_options(self, spec: SessionSpec) -> tuple[ContainerOptions, Path | None]:
+        """The container options of a session (the defaults with ``spec.options``) and its host ``/work``.
+
+        Raises:
+            ConfigurationError: An unknown or invalid option, a disk limit this host cannot enforce, or a
+                ``working_dir`` for a remote engine.
+        """
+        options = self.defaults.with_overrides(spec.options)
+        self.disk_limit(options)  # a limit this host cannot enforce fails now
+        if spec.working_dir is None:
+            return options, None
+        if self.remote:
+            raise ConfigurationError("working_dir cannot be mounted from this machine into a remote Docker engine.")
+        return options, Path(spec.working_dir).expanduser().resolve()
+
+    def start_session_box(self, options: ContainerOptions, *, work: Path | None, replacing: Box | None) -> Box:
+        """A fresh session container on ``work``, or on the storage of the container it replaces."""
+        if work is not None:
+            work.mkdir(parents=True, exist_ok=True)
+        return self.start(options, role="session", work=work, storage=None if replacing is None else replacing.storage)
+
+    def death_cause(self, box: Box, options: ContainerOptions) -> str:
+        """What happened to a container (from ``docker inspect``), as a clause."""
+        return death_cause(self.state(box), options.memory)
+
+    def death(self, box: Box, options: ContainerOptions) -> tuple[str, int]:
+        """(explanation, exit code) for a container that stopped under a running execution."""
+        return death_message(self.state(box), options.memory)
+
+    def disk_note(self, box: Box, result: ExecutionResult) -> str | None:
+        """Say so when an execution filled the session's disk (or another of its filesystems)."""
+        texts = [result.stdout, result.stderr, *((result.error.value, result.error.traceback) if result.error else ())]
+        full_text = any("No space left on device" in t or "ENOSPC" in t for t in texts)
+        free, limit = box.storage.free(), box.storage.disk_limit
+        if limit is not None and free is not None and (free < _DISK_FULL or (full_text and free < 64 * 1024**2)):
+            return (
+                f"disk limit reached: the session's /work is full ({size_text(free)} free of its {size_text(limit)} "
+                "disk_limit). Delete files, or start the session with a larger disk_limit (e.g. "
+                "disk_limit='4g', CODERUNNER_DOCKER_DISK_LIMIT)."
+            )
+        if full_text:
+            return (
+                f"a filesystem of the session is full (No space left on device): /tmp and $HOME are memory-backed, "
+                f"{box.options.tmpfs_size} each (tmpfs_size)"
+                + (f"; /work has {size_text(free)} free" if free is not None else "")
+                + "."
+            )
+        return None
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the fleet's threads."""
+        self._threads.submit(work)
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -558,7 +567,7 @@ class Fleet:
                 return
             self._closed = True
             boxes = list(self._boxes.values())
-            self._pool.clear()
+        self._pool.close()  # every pooled box is among self._boxes
         self._threads.shutdown(wait=True, cancel_futures=True)
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:

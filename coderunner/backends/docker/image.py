@@ -210,6 +210,12 @@ def _source_tree() -> Path | None:
     return source_tree()
 
 
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "node_modules"
+)
+"""What a wheel build of the checkout never needs (and what would make copying it slow)."""
+
+
 def _run_pip(args: list[str], doing: str) -> None:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -232,12 +238,18 @@ def _fetch_wheels(ctx: Path, spec: ImageSpec, probe: dict[str, Any], progress: C
     source = _source_tree()
     if source is not None:
         progress("building the coderunner wheel from the source tree")
-        build = ["wheel", "-q", "--no-deps", "-w", str(own_dir), str(source)]
-        try:
-            # Without isolation when setuptools is at hand: no index is needed then.
-            _run_pip([*build, "--no-build-isolation"], "pip wheel")
-        except BackendError:
-            _run_pip(build, "Building the coderunner wheel")
+        # From a copy: setuptools writes an .egg-info into the tree it builds, which would then shadow the
+        # installed distribution's metadata for any Python started in the checkout. Not in ctx: that is the
+        # build context sent to the engine.
+        with tempfile.TemporaryDirectory(prefix="coderunner-src-") as tmp:
+            copy = Path(tmp) / "src"
+            shutil.copytree(source, copy, ignore=_NOT_SOURCE, symlinks=True)
+            build = ["wheel", "-q", "--no-deps", "-w", str(own_dir), str(copy)]
+            try:
+                # Without isolation when setuptools is at hand: no index is needed then.
+                _run_pip([*build, "--no-build-isolation"], "pip wheel")
+            except BackendError:
+                _run_pip(build, "Building the coderunner wheel")
     else:
         # Never from an index: the image must run the code this host runs (and "coderunner" there is another project).
         progress("making the coderunner wheel from the installed package (no build, no index)")
