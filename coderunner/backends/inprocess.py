@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 from coderunner._loop import LoopThread
 from coderunner.backends.bridge import SyncBrowserBridge
 from coderunner.browser.config import BrowserSettings
-from coderunner.browser.engine import BrowserEngine
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
 from coderunner.config import Settings
+from coderunner.engine.browser.engine import BrowserEngine
 from coderunner.engine.engine import Engine
 from coderunner.errors import ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo

@@ -35,7 +35,6 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from coderunner.browser import _scripts
 from coderunner.browser.config import BrowserSettings
 from coderunner.browser.errors import (
     BrowserError,
@@ -55,6 +54,7 @@ from coderunner.browser.models import (
     Viewport,
 )
 from coderunner.browser.proxy import EgressProxy, ProxyEvent
+from coderunner.engine.browser import _scripts
 from coderunner.engine.engine import kill_group, pid_signature
 from coderunner.engine.table import SessionTable
 from coderunner.errors import (

@@ -1,0 +1,1 @@
+"""The browser engine: Chromium driven by Playwright, beside the code engine (public face: coderunner.browser)."""
