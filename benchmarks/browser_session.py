@@ -19,8 +19,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 from coderunner.backends.inprocess import InProcessBackend
 from coderunner.browser import BrowserSettings, browser_manager_for
-from coderunner.browser.engine import CHROMIUM_ARGS, find_chromium
 from coderunner.config import Settings
+from coderunner.engine.browser.engine import CHROMIUM_ARGS, find_chromium
 
 N = int(os.environ.get("BENCH_N", "20"))
 PAGE = (

@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 from coderunner import CodeRunner
 from coderunner.backends.docker import ImageSpec, connect, ensure_image
 from coderunner.browser import BrowserSettings
-from coderunner.browser.engine import CHROMIUM_ARGS, find_chromium
+from coderunner.engine.browser.engine import CHROMIUM_ARGS, find_chromium
 
 N = int(os.environ.get("BENCH_N", "15"))
 

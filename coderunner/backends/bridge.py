@@ -13,9 +13,11 @@ Docker sync: the Docker SDK and threads), and gets its twin from here:
   awaits the wrapped ``aclose``; later calls raise :class:`~coderunner.errors.ConfigurationError`.
 
 The browser capability (:mod:`coderunner.browser.protocol`) is bridged too, by the
-:class:`AsyncBrowserBridge` and :class:`SyncBrowserBridge` subclasses: it is detected with ``isinstance``,
-so a bridge has the ``browser_*`` methods only when the backend it wraps has them. :func:`to_async_backend`
-and :func:`to_sync_backend` pick the class; a backend module subclasses one to keep its own constructor.
+:class:`AsyncBrowserBridge` and :class:`SyncBrowserBridge` subclasses: the session methods and the one
+``browser_act`` (the ``browser_navigate`` ... sugar comes from :mod:`coderunner.browser.sugar`). It is
+detected with ``isinstance``, so a bridge has the ``browser_*`` methods only when the backend it wraps
+has them. :func:`to_async_backend` and :func:`to_sync_backend` pick the class; a backend module
+subclasses one to keep its own constructor.
 Errors pass through unchanged, as the same exception objects.
 """
 
@@ -24,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 from coderunner._loop import LoopThread
 from coderunner.backend import AsyncBackend, Backend, OutputCallback
-from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
+from coderunner.browser.actions import BrowserAction
+from coderunner.browser.models import BrowserSessionInfo
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
+from coderunner.browser.sugar import AsyncBrowserActionMethods, BrowserActionMethods
 from coderunner.errors import CodeRunnerError, ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 from coderunner.specs import ExecRequest, SessionSpec
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class BrowserCapableBackend(Backend, BrowserBackend, Protocol):
@@ -136,7 +141,7 @@ class AsyncBridge(Generic[S]):
         await asyncio.to_thread(self.wrapped.close)
 
 
-class AsyncBrowserBridge(AsyncBridge[SB]):
+class AsyncBrowserBridge(AsyncBridge[SB], AsyncBrowserActionMethods):
     """An :class:`AsyncBridge` whose sync backend has the browser capability, awaited here too."""
 
     async def browser_create_session(
@@ -164,68 +169,9 @@ class AsyncBrowserBridge(AsyncBridge[SB]):
         """Close a browser session."""
         await asyncio.to_thread(self.wrapped.browser_close_session, session_id)
 
-    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        return await asyncio.to_thread(self.wrapped.browser_navigate, session_id, url, wait_timeout)
-
-    async def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return await asyncio.to_thread(self.wrapped.browser_click, session_id, selector, force, timeout)
-
-    async def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return await asyncio.to_thread(self.wrapped.browser_type, session_id, selector, text, delay, timeout)
-
-    async def browser_fill(
-        self, session_id: str, selector: str, value: str, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return await asyncio.to_thread(self.wrapped.browser_fill, session_id, selector, value, timeout)
-
-    async def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return await asyncio.to_thread(self.wrapped.browser_scroll, session_id, selector, x, y)
-
-    async def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return await asyncio.to_thread(self.wrapped.browser_wait_for, session_id, condition, selector, timeout)
-
-    async def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return await asyncio.to_thread(self.wrapped.browser_screenshot, session_id, full_page, format, clip, quality)
-
-    async def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return await asyncio.to_thread(self.wrapped.browser_extract_elements, session_id, selector, attributes)
-
-    async def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return await asyncio.to_thread(
-            self.wrapped.browser_extract_content, session_id, include_interactive, include_anchors, max_anchors
-        )
+    async def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action (in a worker thread, as every call)."""
+        return await asyncio.to_thread(self.wrapped.browser_act, session_id, action)
 
 
 # -- sync from async: coroutines on a loop thread ------------------------------------------------------
@@ -321,7 +267,7 @@ class SyncBridge(Generic[A]):
                 self._stop_loop()
 
 
-class SyncBrowserBridge(SyncBridge[AB]):
+class SyncBrowserBridge(SyncBridge[AB], BrowserActionMethods):
     """A :class:`SyncBridge` whose async backend has the browser capability, run synchronously here too."""
 
     def browser_create_session(
@@ -349,66 +295,9 @@ class SyncBrowserBridge(SyncBridge[AB]):
         """Close a browser session."""
         self._run(self.wrapped.browser_close_session(session_id))
 
-    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        return self._run(self.wrapped.browser_navigate(session_id, url, wait_timeout))
-
-    def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return self._run(self.wrapped.browser_click(session_id, selector, force, timeout))
-
-    def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return self._run(self.wrapped.browser_type(session_id, selector, text, delay, timeout))
-
-    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return self._run(self.wrapped.browser_fill(session_id, selector, value, timeout))
-
-    def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return self._run(self.wrapped.browser_scroll(session_id, selector, x, y))
-
-    def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return self._run(self.wrapped.browser_wait_for(session_id, condition, selector, timeout))
-
-    def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return self._run(self.wrapped.browser_screenshot(session_id, full_page, format, clip, quality))
-
-    def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return self._run(self.wrapped.browser_extract_elements(session_id, selector, attributes))
-
-    def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return self._run(
-            self.wrapped.browser_extract_content(session_id, include_interactive, include_anchors, max_anchors)
-        )
+    def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action."""
+        return self._run(self.wrapped.browser_act(session_id, action))
 
 
 # -- picking the class ---------------------------------------------------------------------------------

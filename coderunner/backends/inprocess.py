@@ -4,7 +4,8 @@ Not a security boundary: code runs as your user, with your files and network.
 Use the Docker backend for untrusted code.
 
 It also has the browser capability (:mod:`coderunner.browser.protocol`): a Chromium driven by
-Playwright on the same engine thread, started on the first browser session.
+Playwright (:mod:`coderunner.engine.browser`) on the same engine thread, started on the first browser
+session; every action goes to :meth:`~coderunner.engine.browser.engine.BrowserEngine.act`.
 
 The engine is async, so :class:`AsyncInProcessBackend` is the implementation; :class:`InProcessBackend`
 is its sync twin from :mod:`coderunner.backends.bridge`, running its coroutines on the engine's own loop
@@ -16,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from coderunner._loop import LoopThread
 from coderunner.backends.bridge import SyncBrowserBridge
+from coderunner.browser.actions import BrowserAction
 from coderunner.browser.config import BrowserSettings
-from coderunner.browser.engine import BrowserEngine
-from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
+from coderunner.browser.models import BrowserSessionInfo
+from coderunner.browser.sugar import AsyncBrowserActionMethods
 from coderunner.config import Settings
+from coderunner.engine.browser.engine import BrowserEngine
 from coderunner.engine.engine import Engine
 from coderunner.errors import ConfigurationError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
@@ -33,6 +36,7 @@ from coderunner.specs import ExecRequest, SessionSpec
 __all__ = ["AsyncInProcessBackend", "InProcessBackend", "factory"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class _Host:
@@ -83,7 +87,7 @@ class _Host:
             return self.browser
 
 
-class AsyncInProcessBackend:
+class AsyncInProcessBackend(AsyncBrowserActionMethods):
     """Asynchronous InProcess backend. See :class:`coderunner.backend.AsyncBackend`."""
 
     name = "inprocess"
@@ -194,68 +198,9 @@ class AsyncInProcessBackend:
         """Close a browser session."""
         await self._run(self.browser_engine.close_session(session_id))
 
-    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        return await self._run(self.browser_engine.navigate(session_id, url, wait_timeout))
-
-    async def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return await self._run(self.browser_engine.click(session_id, selector, force, timeout))
-
-    async def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return await self._run(self.browser_engine.type(session_id, selector, text, delay, timeout))
-
-    async def browser_fill(
-        self, session_id: str, selector: str, value: str, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return await self._run(self.browser_engine.fill(session_id, selector, value, timeout))
-
-    async def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return await self._run(self.browser_engine.scroll(session_id, selector, x, y))
-
-    async def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return await self._run(self.browser_engine.wait_for(session_id, condition, selector, timeout))
-
-    async def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return await self._run(self.browser_engine.screenshot(session_id, full_page, format, clip, quality))
-
-    async def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return await self._run(self.browser_engine.extract_elements(session_id, selector, attributes))
-
-    async def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return await self._run(
-            self.browser_engine.extract_content(session_id, include_interactive, include_anchors, max_anchors)
-        )
+    async def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action on the engine thread's Chromium."""
+        return await self._run(self.browser_engine.act(session_id, action))
 
 
 class InProcessBackend(SyncBrowserBridge[AsyncInProcessBackend]):

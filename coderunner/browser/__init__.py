@@ -1,9 +1,24 @@
 """Browser automation: persistent, isolated Chromium sessions an agent can drive (extra: ``coderunner[browser]``).
 
-Importing this package does not import Playwright; the engine imports it when the first browser
-session starts, and raises :class:`~coderunner.errors.MissingDependencyError` if it is missing.
+This package is the public face: the actions as data (:mod:`~coderunner.browser.actions`), their
+result models and errors, the capability protocols and the managers. Chromium itself is driven by
+:mod:`coderunner.engine.browser`. Importing this package does not import Playwright (nor the engine);
+the engine imports it when the first browser session starts, and raises
+:class:`~coderunner.errors.MissingDependencyError` if it is missing.
 """
 
+from coderunner.browser.actions import (
+    BrowserAction,
+    Click,
+    ExtractContent,
+    ExtractElements,
+    Fill,
+    Navigate,
+    Screenshot,
+    Scroll,
+    TypeText,
+    WaitFor,
+)
 from coderunner.browser.client import (
     AsyncBrowserManager,
     AsyncBrowserSession,
@@ -40,6 +55,7 @@ __all__ = [
     "AsyncBrowserBackend",
     "AsyncBrowserManager",
     "AsyncBrowserSession",
+    "BrowserAction",
     "BrowserActionResult",
     "BrowserBackend",
     "BrowserError",
@@ -49,19 +65,28 @@ __all__ = [
     "BrowserSessionLostError",
     "BrowserSettings",
     "BrowserTimeoutError",
+    "Click",
     "ContentAnchor",
     "DestinationBlockedError",
     "EgressDecision",
     "EgressPolicy",
     "ElementNotFoundError",
     "ElementNotInteractableError",
+    "ExtractContent",
+    "ExtractElements",
     "ExtractedElement",
+    "Fill",
     "InteractiveElement",
     "InvalidSelectorError",
+    "Navigate",
     "NavigationError",
     "PageContent",
     "ReadableContent",
+    "Screenshot",
+    "Scroll",
+    "TypeText",
     "Viewport",
+    "WaitFor",
     "async_browser_manager_for",
     "browser_manager_for",
 ]

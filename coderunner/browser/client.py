@@ -1,9 +1,11 @@
 """The user-facing browser API: ``BrowserManager`` / ``BrowserSession`` and their async twins.
 
 Shapes and argument order follow the InstaVM SDK's ``BrowserManager`` and ``BrowserSession``, so a
-script written for ``InstaVM().browser`` runs unchanged on ``CodeRunner().browser``. The managers
-work over any backend with the browser capability (:mod:`coderunner.browser.protocol`); a backend
-without it raises :class:`~coderunner.errors.UnsupportedOperationError` on first use.
+script written for ``InstaVM().browser`` runs unchanged on ``CodeRunner().browser``. Each method builds
+one :mod:`~coderunner.browser.actions` action and runs it with ``act`` (the managers' ``act`` picks the
+default session). The managers work over any backend with the browser capability
+(:mod:`coderunner.browser.protocol`); a backend without it raises
+:class:`~coderunner.errors.UnsupportedOperationError` on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
+from coderunner.browser.actions import (
+    DEFAULT_TIMEOUT_MS,
+    BrowserAction,
+    Click,
+    ExtractContent,
+    ExtractElements,
+    Fill,
+    Navigate,
+    Screenshot,
+    Scroll,
+    TypeText,
+    WaitFor,
+)
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
 from coderunner.browser.protocol import AsyncBrowserBackend, BrowserBackend
 from coderunner.errors import SessionNotFoundError, UnsupportedOperationError
@@ -29,8 +44,8 @@ __all__ = [
     "browser_manager_for",
 ]
 
-_TIMEOUT = 30_000
-T = TypeVar("T")
+_TIMEOUT = DEFAULT_TIMEOUT_MS
+R = TypeVar("R")
 # Module-level alias: inside the classes, ``type`` is the browser action of that name.
 _ExcType = type[BaseException] | None
 
@@ -59,29 +74,33 @@ class BrowserSession:
         self.info = info
         self._active = True
 
+    def act(self, action: BrowserAction[R]) -> R:
+        """Run one :mod:`~coderunner.browser.actions` action in this session (what every method below does)."""
+        return self.backend.browser_act(self.session_id, action)
+
     def navigate(self, url: str, wait_timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Open ``url`` and wait up to ``wait_timeout`` ms for it to load; ``result["data"]`` has url and title."""
-        return self.backend.browser_navigate(self.session_id, url, wait_timeout)
+        return self.act(Navigate(url, wait_timeout))
 
     def click(self, selector: str, force: bool = False, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Click the first element matching the CSS selector (``force`` skips the actionability checks)."""
-        return self.backend.browser_click(self.session_id, selector, force, timeout)
+        return self.act(Click(selector, force, timeout=timeout))
 
     def type(self, selector: str, text: str, delay: int = 100, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Type ``text`` into the element key by key, ``delay`` ms apart."""
-        return self.backend.browser_type(self.session_id, selector, text, delay, timeout)
+        return self.act(TypeText(selector, text, delay, timeout=timeout))
 
     def fill(self, selector: str, value: str, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Set a form field's value (replacing what it held)."""
-        return self.backend.browser_fill(self.session_id, selector, value, timeout)
+        return self.act(Fill(selector, value, timeout=timeout))
 
     def scroll(self, selector: str | None = None, x: int | None = None, y: int | None = None) -> BrowserActionResult:
         """Scroll ``selector`` into view, or the page to absolute ``x``/``y``."""
-        return self.backend.browser_scroll(self.session_id, selector, x, y)
+        return self.act(Scroll(selector, x, y))
 
     def wait_for(self, condition: str, selector: str | None = None, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Wait for 'visible' / 'hidden' (with ``selector``), or 'load' / 'networkidle'."""
-        return self.backend.browser_wait_for(self.session_id, condition, selector, timeout)
+        return self.act(WaitFor(condition, selector, timeout))
 
     def screenshot(
         self,
@@ -91,13 +110,13 @@ class BrowserSession:
         quality: int | None = None,
     ) -> str:
         """Capture the page as base64 PNG or JPEG (``quality`` 0-100 for JPEG)."""
-        return self.backend.browser_screenshot(self.session_id, full_page, format, clip, quality)
+        return self.act(Screenshot(full_page, format, clip, quality))
 
     def extract_elements(
         self, selector: str | None = None, attributes: Sequence[str] | None = None
     ) -> list[ExtractedElement]:
         """Elements matching ``selector`` as ``{tag, text, attributes}``; ``attributes`` names what to read."""
-        return self.backend.browser_extract_elements(self.session_id, selector, attributes)
+        return self.act(ExtractElements(selector, attributes))
 
     def extract_content(
         self,
@@ -107,9 +126,10 @@ class BrowserSession:
         max_anchors: int = 50,
     ) -> PageContent:
         """Readable text, interactive elements (with selectors) and content anchors; navigates first if ``url``."""
+        action = ExtractContent(include_interactive, include_anchors, max_anchors)
         if url is not None:
             self.navigate(url)
-        return self.backend.browser_extract_content(self.session_id, include_interactive, include_anchors, max_anchors)
+        return self.act(action)
 
     def get_info(self) -> BrowserSessionInfo:
         """Describe the session now (current URL, last activity)."""
@@ -213,10 +233,14 @@ class BrowserManager:
                 self._owned.pop(session_id, None)
                 self._default = None
 
-    def _on_default(self, session_id: str | None, call: Callable[[str], T]) -> T:
+    def act(self, action: BrowserAction[R], session_id: str | None = None) -> R:
+        """Run one action in ``session_id``, or in the default session (created on first use).
+
+        When the default session is found gone, it is forgotten: the next call starts a fresh one.
+        """
         sid = self._session_id(session_id)
         try:
-            return call(sid)
+            return self.backend.browser_act(sid, action)
         except SessionNotFoundError:
             if session_id is None:
                 self._drop_default(sid)  # the next call starts a fresh default session
@@ -228,47 +252,46 @@ class BrowserManager:
         If the default session had expired or was lost, a new one is started and the result's
         ``warnings`` say so: navigating needs no earlier state.
         """
+        action = Navigate(url, wait_timeout)
         sid = self._session_id(session_id)
         try:
-            return self.backend.browser_navigate(sid, url, wait_timeout)
+            return self.backend.browser_act(sid, action)
         except SessionNotFoundError as exc:
             if session_id is not None:
                 raise
             self._drop_default(sid)
-            result = self.backend.browser_navigate(self._session_id(None), url, wait_timeout)
+            result = self.backend.browser_act(self._session_id(None), action)
             return result.model_copy(update={"warnings": [*result.warnings, _replaced_warning(sid, exc.message)]})
 
     def click(
         self, selector: str, session_id: str | None = None, force: bool = False, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Click an element."""
-        return self._on_default(session_id, lambda sid: self.backend.browser_click(sid, selector, force, timeout))
+        return self.act(Click(selector, force, timeout=timeout), session_id)
 
     def type(
         self, selector: str, text: str, session_id: str | None = None, delay: int = 100, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Type text into an element."""
-        return self._on_default(session_id, lambda sid: self.backend.browser_type(sid, selector, text, delay, timeout))
+        return self.act(TypeText(selector, text, delay, timeout=timeout), session_id)
 
     def fill(
         self, selector: str, value: str, session_id: str | None = None, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Set a form field's value."""
-        return self._on_default(session_id, lambda sid: self.backend.browser_fill(sid, selector, value, timeout))
+        return self.act(Fill(selector, value, timeout=timeout), session_id)
 
     def scroll(
         self, selector: str | None = None, x: int | None = None, y: int | None = None, session_id: str | None = None
     ) -> BrowserActionResult:
         """Scroll an element into view, or the page to coordinates."""
-        return self._on_default(session_id, lambda sid: self.backend.browser_scroll(sid, selector, x, y))
+        return self.act(Scroll(selector, x, y), session_id)
 
     def wait_for(
         self, condition: str, selector: str | None = None, session_id: str | None = None, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Wait for a condition."""
-        return self._on_default(
-            session_id, lambda sid: self.backend.browser_wait_for(sid, condition, selector, timeout)
-        )
+        return self.act(WaitFor(condition, selector, timeout), session_id)
 
     def screenshot(
         self,
@@ -279,17 +302,13 @@ class BrowserManager:
         quality: int | None = None,
     ) -> str:
         """Capture the page as base64."""
-        return self._on_default(
-            session_id, lambda sid: self.backend.browser_screenshot(sid, full_page, format, clip, quality)
-        )
+        return self.act(Screenshot(full_page, format, clip, quality), session_id)
 
     def extract_elements(
         self, selector: str | None = None, session_id: str | None = None, attributes: Sequence[str] | None = None
     ) -> list[ExtractedElement]:
         """Read elements matching a selector."""
-        return self._on_default(
-            session_id, lambda sid: self.backend.browser_extract_elements(sid, selector, attributes)
-        )
+        return self.act(ExtractElements(selector, attributes), session_id)
 
     def extract_content(
         self,
@@ -300,13 +319,11 @@ class BrowserManager:
         max_anchors: int = 50,
     ) -> PageContent:
         """Readable text, interactive elements and anchors of the page (navigating to ``url`` first if given)."""
+        action = ExtractContent(include_interactive, include_anchors, max_anchors)
         if url is not None:
-            sid = self.navigate(url, session_id).session_id
-            return self.backend.browser_extract_content(sid, include_interactive, include_anchors, max_anchors)
-        return self._on_default(
-            session_id,
-            lambda sid: self.backend.browser_extract_content(sid, include_interactive, include_anchors, max_anchors),
-        )
+            # In the session the navigation ran in: a replaced default session is the one to read.
+            return self.backend.browser_act(self.navigate(url, session_id).session_id, action)
+        return self.act(action, session_id)
 
     def close(self) -> None:
         """Close the default session, if one was created."""
@@ -341,33 +358,37 @@ class AsyncBrowserSession:
         self.info = info
         self._active = True
 
+    async def act(self, action: BrowserAction[R]) -> R:
+        """Run one :mod:`~coderunner.browser.actions` action in this session."""
+        return await self.backend.browser_act(self.session_id, action)
+
     async def navigate(self, url: str, wait_timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Open ``url`` and wait for it to load."""
-        return await self.backend.browser_navigate(self.session_id, url, wait_timeout)
+        return await self.act(Navigate(url, wait_timeout))
 
     async def click(self, selector: str, force: bool = False, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Click the first element matching the selector."""
-        return await self.backend.browser_click(self.session_id, selector, force, timeout)
+        return await self.act(Click(selector, force, timeout=timeout))
 
     async def type(self, selector: str, text: str, delay: int = 100, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Type text into the element key by key."""
-        return await self.backend.browser_type(self.session_id, selector, text, delay, timeout)
+        return await self.act(TypeText(selector, text, delay, timeout=timeout))
 
     async def fill(self, selector: str, value: str, timeout: int = _TIMEOUT) -> BrowserActionResult:
         """Set a form field's value."""
-        return await self.backend.browser_fill(self.session_id, selector, value, timeout)
+        return await self.act(Fill(selector, value, timeout=timeout))
 
     async def scroll(
         self, selector: str | None = None, x: int | None = None, y: int | None = None
     ) -> BrowserActionResult:
         """Scroll an element into view, or the page to coordinates."""
-        return await self.backend.browser_scroll(self.session_id, selector, x, y)
+        return await self.act(Scroll(selector, x, y))
 
     async def wait_for(
         self, condition: str, selector: str | None = None, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Wait for a condition."""
-        return await self.backend.browser_wait_for(self.session_id, condition, selector, timeout)
+        return await self.act(WaitFor(condition, selector, timeout))
 
     async def screenshot(
         self,
@@ -377,13 +398,13 @@ class AsyncBrowserSession:
         quality: int | None = None,
     ) -> str:
         """Capture the page as base64."""
-        return await self.backend.browser_screenshot(self.session_id, full_page, format, clip, quality)
+        return await self.act(Screenshot(full_page, format, clip, quality))
 
     async def extract_elements(
         self, selector: str | None = None, attributes: Sequence[str] | None = None
     ) -> list[ExtractedElement]:
         """Read elements matching a selector."""
-        return await self.backend.browser_extract_elements(self.session_id, selector, attributes)
+        return await self.act(ExtractElements(selector, attributes))
 
     async def extract_content(
         self,
@@ -393,11 +414,10 @@ class AsyncBrowserSession:
         max_anchors: int = 50,
     ) -> PageContent:
         """Readable text, interactive elements and anchors (navigating to ``url`` first if given)."""
+        action = ExtractContent(include_interactive, include_anchors, max_anchors)
         if url is not None:
             await self.navigate(url)
-        return await self.backend.browser_extract_content(
-            self.session_id, include_interactive, include_anchors, max_anchors
-        )
+        return await self.act(action)
 
     async def get_info(self) -> BrowserSessionInfo:
         """Describe the session now."""
@@ -503,10 +523,12 @@ class AsyncBrowserManager:
             self._owned.pop(session_id, None)
             self._default = None
 
-    async def _on_default(self, session_id: str | None, call: Callable[[str], Awaitable[T]]) -> T:
+    async def act(self, action: BrowserAction[R], session_id: str | None = None) -> R:
+        """Run one action in ``session_id``, or in the default session (created on first use, forgotten when gone)."""
+        backend = await self.get_backend()
         sid = await self._session_id(session_id)
         try:
-            return await call(sid)
+            return await backend.browser_act(sid, action)
         except SessionNotFoundError:
             if session_id is None:
                 self._drop_default(sid)
@@ -516,53 +538,47 @@ class AsyncBrowserManager:
         self, url: str, session_id: str | None = None, wait_timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Open ``url`` (default session unless ``session_id``; a lost default session is replaced, with a warning)."""
+        action = Navigate(url, wait_timeout)
         backend = await self.get_backend()
         sid = await self._session_id(session_id)
         try:
-            return await backend.browser_navigate(sid, url, wait_timeout)
+            return await backend.browser_act(sid, action)
         except SessionNotFoundError as exc:
             if session_id is not None:
                 raise
             self._drop_default(sid)
-            result = await backend.browser_navigate(await self._session_id(None), url, wait_timeout)
+            result = await backend.browser_act(await self._session_id(None), action)
             return result.model_copy(update={"warnings": [*result.warnings, _replaced_warning(sid, exc.message)]})
 
     async def click(
         self, selector: str, session_id: str | None = None, force: bool = False, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Click an element."""
-        backend = await self.get_backend()
-        return await self._on_default(session_id, lambda sid: backend.browser_click(sid, selector, force, timeout))
+        return await self.act(Click(selector, force, timeout=timeout), session_id)
 
     async def type(
         self, selector: str, text: str, session_id: str | None = None, delay: int = 100, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Type text into an element."""
-        backend = await self.get_backend()
-        return await self._on_default(session_id, lambda sid: backend.browser_type(sid, selector, text, delay, timeout))
+        return await self.act(TypeText(selector, text, delay, timeout=timeout), session_id)
 
     async def fill(
         self, selector: str, value: str, session_id: str | None = None, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Set a form field's value."""
-        backend = await self.get_backend()
-        return await self._on_default(session_id, lambda sid: backend.browser_fill(sid, selector, value, timeout))
+        return await self.act(Fill(selector, value, timeout=timeout), session_id)
 
     async def scroll(
         self, selector: str | None = None, x: int | None = None, y: int | None = None, session_id: str | None = None
     ) -> BrowserActionResult:
         """Scroll an element into view, or the page to coordinates."""
-        backend = await self.get_backend()
-        return await self._on_default(session_id, lambda sid: backend.browser_scroll(sid, selector, x, y))
+        return await self.act(Scroll(selector, x, y), session_id)
 
     async def wait_for(
         self, condition: str, selector: str | None = None, session_id: str | None = None, timeout: int = _TIMEOUT
     ) -> BrowserActionResult:
         """Wait for a condition."""
-        backend = await self.get_backend()
-        return await self._on_default(
-            session_id, lambda sid: backend.browser_wait_for(sid, condition, selector, timeout)
-        )
+        return await self.act(WaitFor(condition, selector, timeout), session_id)
 
     async def screenshot(
         self,
@@ -573,19 +589,13 @@ class AsyncBrowserManager:
         quality: int | None = None,
     ) -> str:
         """Capture the page as base64."""
-        backend = await self.get_backend()
-        return await self._on_default(
-            session_id, lambda sid: backend.browser_screenshot(sid, full_page, format, clip, quality)
-        )
+        return await self.act(Screenshot(full_page, format, clip, quality), session_id)
 
     async def extract_elements(
         self, selector: str | None = None, session_id: str | None = None, attributes: Sequence[str] | None = None
     ) -> list[ExtractedElement]:
         """Read elements matching a selector."""
-        backend = await self.get_backend()
-        return await self._on_default(
-            session_id, lambda sid: backend.browser_extract_elements(sid, selector, attributes)
-        )
+        return await self.act(ExtractElements(selector, attributes), session_id)
 
     async def extract_content(
         self,
@@ -596,14 +606,11 @@ class AsyncBrowserManager:
         max_anchors: int = 50,
     ) -> PageContent:
         """Readable text, interactive elements and anchors (navigating to ``url`` first if given)."""
-        backend = await self.get_backend()
+        action = ExtractContent(include_interactive, include_anchors, max_anchors)
         if url is not None:
             sid = (await self.navigate(url, session_id)).session_id
-            return await backend.browser_extract_content(sid, include_interactive, include_anchors, max_anchors)
-        return await self._on_default(
-            session_id,
-            lambda sid: backend.browser_extract_content(sid, include_interactive, include_anchors, max_anchors),
-        )
+            return await (await self.get_backend()).browser_act(sid, action)
+        return await self.act(action, session_id)
 
     async def close(self) -> None:
         """Close the default session, if one was created."""

@@ -1,5 +1,8 @@
 """The InstaVM browser routes (``/v1/browser/...``), served by the backend's browser capability.
 
+Each interaction's body becomes its :mod:`~coderunner.browser.actions` action (``body.action()``, see
+:mod:`coderunner.server.wire`), run with the backend's one ``browser_act``.
+
 The server's backend drives the browser when it implements
 :class:`~coderunner.browser.protocol.AsyncBrowserBackend` (detected with ``isinstance``); otherwise
 every browser route answers 501 with a JSON explanation. Errors go through the app's one
@@ -17,15 +20,19 @@ Choices of our own, where the contract is silent:
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from coderunner.browser.actions import Navigate
 from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, PageContent
 from coderunner.browser.protocol import AsyncBrowserBackend
 from coderunner.errors import InvalidRequestError, UnsupportedOperationError
 from coderunner.server.routing import json_model, state_of
 from coderunner.server.state import ServerState
 from coderunner.server.wire import (
+    BrowserActionRequest,
     BrowserClickRequest,
     BrowserCloseResponse,
     BrowserContentRequest,
@@ -120,64 +127,63 @@ async def close_browser_session(session_id: str, request: Request) -> Response:
 # -- interactions ----------------------------------------------------------------------------------
 
 
+async def _act(request: Request, session_id: str, body: BrowserActionRequest) -> Any:
+    """Run the body's action in ``session_id`` (the backend's browser checked first: 501 before 400)."""
+    browser = browser_of(state_of(request))
+    return await browser.browser_act(session_id, body.action())
+
+
 @router.post("/v1/browser/interactions/navigate", response_model=BrowserActionResult, responses=_ERRORS)
 async def navigate(body: BrowserNavigateRequest, request: Request) -> Response:
     """Open a URL and wait for its load event; without ``session_id``, in the default browser session."""
     state = state_of(request)
     browser = browser_of(state)
+    action = body.action()
     sid = body.session_id or await state.default_browser_session(browser)
-    return json_model(await browser.browser_navigate(sid, body.url, body.wait_timeout))
+    return json_model(await browser.browser_act(sid, action))
 
 
 @router.post("/v1/browser/interactions/click", response_model=BrowserActionResult, responses=_ERRORS)
 async def click(body: BrowserClickRequest, request: Request) -> Response:
     """Click the first element matching the selector."""
-    browser = browser_of(state_of(request))
-    return json_model(await browser.browser_click(body.session_id, body.selector, body.force, body.timeout))
+    return json_model(await _act(request, body.session_id, body))
 
 
 @router.post("/v1/browser/interactions/type", response_model=BrowserActionResult, responses=_ERRORS)
 async def type_text(body: BrowserTypeRequest, request: Request) -> Response:
     """Type text key by key into an element."""
-    browser = browser_of(state_of(request))
-    return json_model(await browser.browser_type(body.session_id, body.selector, body.text, body.delay, body.timeout))
+    return json_model(await _act(request, body.session_id, body))
 
 
 @router.post("/v1/browser/interactions/fill", response_model=BrowserActionResult, responses=_ERRORS)
 async def fill(body: BrowserFillRequest, request: Request) -> Response:
     """Replace the value of a form field."""
-    browser = browser_of(state_of(request))
-    return json_model(await browser.browser_fill(body.session_id, body.selector, body.value, body.timeout))
+    return json_model(await _act(request, body.session_id, body))
 
 
 @router.post("/v1/browser/interactions/scroll", response_model=BrowserActionResult, responses=_ERRORS)
 async def scroll(body: BrowserScrollRequest, request: Request) -> Response:
     """Scroll an element into view, or the page to x/y."""
-    browser = browser_of(state_of(request))
-    return json_model(await browser.browser_scroll(body.session_id, body.selector, body.x, body.y))
+    return json_model(await _act(request, body.session_id, body))
 
 
 @router.post("/v1/browser/interactions/wait", response_model=BrowserActionResult, responses=_ERRORS)
 async def wait_for(body: BrowserWaitRequest, request: Request) -> Response:
     """Wait for visible/hidden (with a selector), load or networkidle; 408 when it times out."""
-    browser = browser_of(state_of(request))
-    return json_model(await browser.browser_wait_for(body.session_id, body.condition, body.selector, body.timeout))
+    return json_model(await _act(request, body.session_id, body))
 
 
 @router.post("/v1/browser/interactions/screenshot", response_model=BrowserScreenshotResponse, responses=_ERRORS)
 async def screenshot(body: BrowserScreenshotRequest, request: Request) -> Response:
     """Capture the page, base64-encoded in ``screenshot``."""
-    browser = browser_of(state_of(request))
-    clip = None if body.clip is None else body.clip.model_dump()
-    image = await browser.browser_screenshot(body.session_id, body.full_page, body.format, clip, body.quality)
+    image = await _act(request, body.session_id, body)
     return json_model(BrowserScreenshotResponse(session_id=body.session_id, screenshot=image, format=body.format))
 
 
 @router.post("/v1/browser/interactions/extract", response_model=BrowserExtractResponse, responses=_ERRORS)
 async def extract_elements(body: BrowserExtractRequest, request: Request) -> Response:
     """Tag, text and attributes of the elements matching the selector."""
-    browser = browser_of(state_of(request))
-    elements = await browser.browser_extract_elements(body.session_id, body.selector, body.attributes)
+    elements = await _act(request, body.session_id, body)
     return json_model(BrowserExtractResponse(session_id=body.session_id, elements=elements, count=len(elements)))
 
 
@@ -186,6 +192,7 @@ async def extract_content(body: BrowserContentRequest, request: Request) -> Resp
     """Readable text, interactive elements and content anchors; with ``url``, of that page."""
     state = state_of(request)
     browser = browser_of(state)
+    action = body.action()
     sid = body.session_id
     if sid is None:
         if body.url is None and state.default_browser_session_id is None:
@@ -194,8 +201,5 @@ async def extract_content(body: BrowserContentRequest, request: Request) -> Resp
             )
         sid = await state.default_browser_session(browser)
     if body.url is not None:
-        await browser.browser_navigate(sid, body.url, body.wait_timeout)
-    content = await browser.browser_extract_content(
-        sid, body.include_interactive, body.include_anchors, body.max_anchors
-    )
-    return json_model(content)
+        await browser.browser_act(sid, Navigate(body.url, body.wait_timeout))
+    return json_model(await browser.browser_act(sid, action))

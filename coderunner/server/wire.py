@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 from pydantic_core import PydanticSerializationError
 
 from coderunner import _core, languages
+from coderunner.browser.actions import (
+    BrowserAction,
+    Click,
+    ExtractContent,
+    ExtractElements,
+    Fill,
+    Navigate,
+    Screenshot,
+    Scroll,
+    TypeText,
+    WaitFor,
+)
 from coderunner.browser.models import BrowserSessionInfo, ExtractedElement
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, Output, SessionInfo, TaskStatus
 
@@ -24,6 +36,7 @@ __all__ = [
     "NOT_BLANK",
     "PATH_PATTERN",
     "AsyncExecuteResponse",
+    "BrowserActionRequest",
     "BrowserClickRequest",
     "BrowserCloseResponse",
     "BrowserContentRequest",
@@ -636,8 +649,21 @@ class BrowserCloseResponse(_Response):
     closed: bool = Field(default=True, description="Always True.")
 
 
-class BrowserNavigateRequest(_Request):
+class BrowserActionRequest(_Request):
+    """The body of a browser interaction: it becomes one :mod:`coderunner.browser.actions` action."""
+
+    action_type: ClassVar[type[BrowserAction[Any]]]
+    """The action this body asks for; its fields are read from the body's fields of the same names."""
+
+    def action(self) -> BrowserAction[Any]:
+        """The action (InvalidRequestError / InvalidSelectorError, a 400, for values the schema lets through)."""
+        return self.action_type.from_wire(self.model_dump())
+
+
+class BrowserNavigateRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/navigate``; without ``session_id`` (local mode) the default session."""
+
+    action_type = Navigate
 
     url: str = Field(
         min_length=1, strict=True, json_schema_extra={"pattern": _URL}, description="The URL to open (with its scheme)."
@@ -648,8 +674,10 @@ class BrowserNavigateRequest(_Request):
     session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
 
 
-class BrowserClickRequest(_Request):
+class BrowserClickRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/click``."""
+
+    action_type = Click
 
     selector: str = Field(
         min_length=1,
@@ -664,8 +692,10 @@ class BrowserClickRequest(_Request):
     )
 
 
-class BrowserTypeRequest(_Request):
+class BrowserTypeRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/type``."""
+
+    action_type = TypeText
 
     selector: str = Field(
         min_length=1, strict=True, json_schema_extra=_SELECTOR, description="Selector of the element to type into."
@@ -678,8 +708,10 @@ class BrowserTypeRequest(_Request):
     )
 
 
-class BrowserFillRequest(_Request):
+class BrowserFillRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/fill``."""
+
+    action_type = Fill
 
     selector: str = Field(
         min_length=1, strict=True, json_schema_extra=_SELECTOR, description="Selector of the form field."
@@ -691,8 +723,10 @@ class BrowserFillRequest(_Request):
     )
 
 
-class BrowserScrollRequest(_Request):
+class BrowserScrollRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/scroll``: an element into view, or the page to x/y."""
+
+    action_type = Scroll
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -712,8 +746,10 @@ class BrowserScrollRequest(_Request):
     y: float | None = Field(default=None, description="Vertical page offset in CSS pixels.")
 
 
-class BrowserWaitRequest(_Request):
+class BrowserWaitRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/wait``."""
+
+    action_type = WaitFor
 
     # visible, hidden, attached and detached are about an element: they need a selector.
     model_config = ConfigDict(
@@ -745,8 +781,10 @@ class ClipRegion(_Request):
     height: float = Field(gt=0, description="Height (positive).")
 
 
-class BrowserScreenshotRequest(_Request):
+class BrowserScreenshotRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/screenshot``."""
+
+    action_type = Screenshot
 
     # quality is a JPEG setting: with it, format must say jpeg.
     model_config = ConfigDict(
@@ -771,8 +809,10 @@ class BrowserScreenshotResponse(_Response):
     format: str = Field(description="'png' or 'jpeg'.")
 
 
-class BrowserExtractRequest(_Request):
+class BrowserExtractRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/extract``."""
+
+    action_type = ExtractElements
 
     session_id: str = Field(min_length=1, strict=True, description="The browser session.")
     selector: str | None = Field(
@@ -791,12 +831,14 @@ class BrowserExtractResponse(_Response):
     count: int = Field(description="Number of elements.")
 
 
-class BrowserContentRequest(_Request):
+class BrowserContentRequest(BrowserActionRequest):
     """``POST /v1/browser/interactions/content``: readable text, interactive elements and anchors.
 
     With ``url`` the page is opened first; without ``session_id`` (local mode) the server's default
     browser session is used.
     """
+
+    action_type = ExtractContent
 
     session_id: str | None = Field(default=None, strict=True, description="Browser session; omitted: the default.")
     url: str | None = Field(

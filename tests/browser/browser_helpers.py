@@ -158,7 +158,7 @@ def chromium_missing() -> str | None:
     if importlib.util.find_spec("playwright") is None:
         return "the 'playwright' package is not installed (pip install 'coderunner-sandbox[browser]')"
     from coderunner.browser import BrowserSettings
-    from coderunner.browser.engine import find_chromium
+    from coderunner.engine.browser.engine import find_chromium
     from coderunner.errors import BackendUnavailableError, ConfigurationError
 
     # Playwright's own browsers (``playwright install chromium``), found without starting its driver.

@@ -26,8 +26,8 @@ from coderunner.browser import (
     BrowserSettings,
     browser_manager_for,
 )
-from coderunner.browser.engine import BrowserEngine, find_chromium
 from coderunner.config import Settings
+from coderunner.engine.browser.engine import BrowserEngine, find_chromium
 from coderunner.engine.engine import reap_orphans
 from coderunner.errors import (
     BackendUnavailableError,
@@ -169,7 +169,7 @@ def test_missing_playwright_names_the_extra(tmp_path: Path) -> None:
         """
         import asyncio, sys
         sys.modules["playwright"] = None  # as if not installed
-        from coderunner.browser.engine import BrowserEngine
+        from coderunner.engine.browser.engine import BrowserEngine
         from coderunner.errors import MissingDependencyError
         try:
             asyncio.run(BrowserEngine().create_session())

@@ -28,15 +28,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coderunner.backends.docker.fleet import Box, Fleet, death_cause
 from coderunner.backends.docker.options import ContainerOptions, network_from_text
 from coderunner.backends.sandbox.contract import LABEL_BROWSER
+from coderunner.browser.actions import BrowserAction
 from coderunner.browser.config import BrowserSettings
 from coderunner.browser.errors import BrowserSessionLostError
-from coderunner.browser.models import BrowserActionResult, BrowserSessionInfo, ExtractedElement, PageContent
+from coderunner.browser.models import BrowserSessionInfo
+from coderunner.browser.sugar import BrowserActionMethods
 from coderunner.errors import BackendError, BackendUnavailableError, UnsupportedOperationError
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["BrowserContainer", "DockerBrowserMixin"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 BROWSER_PIDS_LIMIT = 1024
 """Least pids limit of the browser container: Chromium runs a process per page, each with ~20 threads."""
@@ -235,8 +238,12 @@ def _docker(info: BrowserSessionInfo) -> BrowserSessionInfo:
     return info.model_copy(update={"backend": "docker"})
 
 
-class DockerBrowserMixin:
-    """The browser capability (:class:`coderunner.browser.protocol.BrowserBackend`) of :class:`DockerBackend`."""
+class DockerBrowserMixin(BrowserActionMethods):
+    """The browser capability (:class:`coderunner.browser.protocol.BrowserBackend`) of :class:`DockerBackend`.
+
+    The session methods and ``browser_act`` go to the browser container's InstaVM client; the
+    ``browser_navigate`` ... methods are :class:`~coderunner.browser.sugar.BrowserActionMethods`.
+    """
 
     _browser: BrowserContainer
 
@@ -276,66 +283,6 @@ class DockerBrowserMixin:
             return
         self._browser.call(session_id, lambda c: c.browser_close_session(session_id))
 
-    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL (as seen from the browser container's network) and wait for its load event."""
-        return self._browser.call(session_id, lambda c: c.browser_navigate(session_id, url, wait_timeout))
-
-    def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        return self._browser.call(session_id, lambda c: c.browser_click(session_id, selector, force, timeout))
-
-    def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        return self._browser.call(session_id, lambda c: c.browser_type(session_id, selector, text, delay, timeout))
-
-    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        return self._browser.call(session_id, lambda c: c.browser_fill(session_id, selector, value, timeout))
-
-    def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        return self._browser.call(session_id, lambda c: c.browser_scroll(session_id, selector, x, y))
-
-    def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        return self._browser.call(session_id, lambda c: c.browser_wait_for(session_id, condition, selector, timeout))
-
-    def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        return self._browser.call(
-            session_id, lambda c: c.browser_screenshot(session_id, full_page, format, clip, quality)
-        )
-
-    def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return self._browser.call(session_id, lambda c: c.browser_extract_elements(session_id, selector, attributes))
-
-    def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        return self._browser.call(
-            session_id,
-            lambda c: c.browser_extract_content(session_id, include_interactive, include_anchors, max_anchors),
-        )
+    def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action in the browser container (a URL is opened as seen from its network)."""
+        return self._browser.call(session_id, lambda c: c.browser_act(session_id, action))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,12 +18,9 @@ from coderunner.backends.instavm.protocol import (
     HttpRequest,
     InstaVMProtocol,
 )
-from coderunner.browser.models import (
-    BrowserActionResult,
-    BrowserSessionInfo,
-    ExtractedElement,
-    PageContent,
-)
+from coderunner.browser.actions import BrowserAction
+from coderunner.browser.models import BrowserSessionInfo
+from coderunner.browser.sugar import AsyncBrowserActionMethods, BrowserActionMethods
 from coderunner.config import Settings
 from coderunner.errors import (
     BackendError,
@@ -34,8 +31,10 @@ from coderunner.errors import (
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 from coderunner.specs import ExecRequest, SessionSpec
 
+R = TypeVar("R")
 
-class InstaVMBackend(InstaVMProtocol):
+
+class InstaVMBackend(InstaVMProtocol, BrowserActionMethods):
     """Synchronous InstaVM backend (``httpx.Client``). See :class:`coderunner.backend.Backend`.
 
     Args:
@@ -208,72 +207,10 @@ class InstaVMBackend(InstaVMProtocol):
         with contextlib.suppress(SessionNotFoundError):
             self._send(self.browser_close_session_call(session_id))
 
-    def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        call = self.browser_navigate_call(session_id, url, wait_timeout)
-        return self.action_result("navigate", session_id)(self._send(call))
-
-    def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        call = self.browser_click_call(session_id, selector, force, timeout)
-        return self.action_result("click", session_id)(self._send(call))
-
-    def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        call = self.browser_type_call(session_id, selector, text, delay, timeout)
-        return self.action_result("type", session_id)(self._send(call))
-
-    def browser_fill(self, session_id: str, selector: str, value: str, timeout: float = 30_000) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        call = self.browser_fill_call(session_id, selector, value, timeout)
-        return self.action_result("fill", session_id)(self._send(call))
-
-    def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        call = self.browser_scroll_call(session_id, selector, x, y)
-        return self.action_result("scroll", session_id)(self._send(call))
-
-    def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        call = self.browser_wait_call(session_id, condition, selector, timeout)
-        return self.action_result("wait_for", session_id)(self._send(call))
-
-    def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
-        return self.screenshot_data(self._send(call))
-
-    def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return self.extracted(self._send(self.browser_extract_call(session_id, selector, attributes)))
-
-    def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
-        return self.page_content(self._send(call))
+    def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action on the server."""
+        call, parse = self.browser_action_call(session_id, action)
+        return parse(self._send(call))
 
     def close(self) -> None:
         """Stop the sessions this backend created and release the connection pool. Idempotent."""
@@ -290,7 +227,7 @@ class InstaVMBackend(InstaVMProtocol):
         self._client.close()
 
 
-class AsyncInstaVMBackend(InstaVMProtocol):
+class AsyncInstaVMBackend(InstaVMProtocol, AsyncBrowserActionMethods):
     """Asynchronous InstaVM backend (``httpx.AsyncClient``). See :class:`coderunner.backend.AsyncBackend`.
 
     Takes the same arguments as :class:`InstaVMBackend`.
@@ -450,74 +387,10 @@ class AsyncInstaVMBackend(InstaVMProtocol):
         with contextlib.suppress(SessionNotFoundError):
             await self._send(self.browser_close_session_call(session_id))
 
-    async def browser_navigate(self, session_id: str, url: str, wait_timeout: float = 30_000) -> BrowserActionResult:
-        """Open a URL and wait for its load event."""
-        call = self.browser_navigate_call(session_id, url, wait_timeout)
-        return self.action_result("navigate", session_id)(await self._send(call))
-
-    async def browser_click(
-        self, session_id: str, selector: str, force: bool = False, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Click the first element matching a selector."""
-        call = self.browser_click_call(session_id, selector, force, timeout)
-        return self.action_result("click", session_id)(await self._send(call))
-
-    async def browser_type(
-        self, session_id: str, selector: str, text: str, delay: float = 100, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Type text key by key into an element."""
-        call = self.browser_type_call(session_id, selector, text, delay, timeout)
-        return self.action_result("type", session_id)(await self._send(call))
-
-    async def browser_fill(
-        self, session_id: str, selector: str, value: str, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Replace the value of a form field."""
-        call = self.browser_fill_call(session_id, selector, value, timeout)
-        return self.action_result("fill", session_id)(await self._send(call))
-
-    async def browser_scroll(
-        self, session_id: str, selector: str | None = None, x: float | None = None, y: float | None = None
-    ) -> BrowserActionResult:
-        """Scroll an element into view, or the page to coordinates."""
-        call = self.browser_scroll_call(session_id, selector, x, y)
-        return self.action_result("scroll", session_id)(await self._send(call))
-
-    async def browser_wait_for(
-        self, session_id: str, condition: str, selector: str | None = None, timeout: float = 30_000
-    ) -> BrowserActionResult:
-        """Wait for visible/hidden (with a selector) or load/networkidle."""
-        call = self.browser_wait_call(session_id, condition, selector, timeout)
-        return self.action_result("wait_for", session_id)(await self._send(call))
-
-    async def browser_screenshot(
-        self,
-        session_id: str,
-        full_page: bool = True,
-        format: str = "png",
-        clip: Mapping[str, float] | None = None,
-        quality: int | None = None,
-    ) -> str:
-        """Capture the page; returns base64."""
-        call = self.browser_screenshot_call(session_id, full_page, format, clip, quality)
-        return self.screenshot_data(await self._send(call))
-
-    async def browser_extract_elements(
-        self, session_id: str, selector: str | None = None, attributes: Sequence[str] | None = None
-    ) -> list[ExtractedElement]:
-        """Read the elements matching a selector."""
-        return self.extracted(await self._send(self.browser_extract_call(session_id, selector, attributes)))
-
-    async def browser_extract_content(
-        self,
-        session_id: str,
-        include_interactive: bool = True,
-        include_anchors: bool = True,
-        max_anchors: int = 50,
-    ) -> PageContent:
-        """Readable text, interactive elements and content anchors of the current page."""
-        call = self.browser_content_call(session_id, include_interactive, include_anchors, max_anchors)
-        return self.page_content(await self._send(call))
+    async def browser_act(self, session_id: str, action: BrowserAction[R]) -> R:
+        """Run one browser action on the server."""
+        call, parse = self.browser_action_call(session_id, action)
+        return parse(await self._send(call))
 
     async def aclose(self) -> None:
         """Stop the sessions this backend created and release the connection pool. Idempotent."""

@@ -8,25 +8,20 @@ import json
 import math
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import ValidationError
 
 from coderunner import _core
+from coderunner.browser.actions import BrowserAction
 from coderunner.browser.errors import BrowserTimeoutError, ElementNotFoundError
-from coderunner.browser.models import (
-    BrowserActionResult,
-    BrowserSessionInfo,
-    ExtractedElement,
-    PageContent,
-    Viewport,
-)
+from coderunner.browser.models import BrowserSessionInfo, Viewport
 from coderunner.config import Settings
 from coderunner.errors import (
     AuthenticationError,
@@ -59,6 +54,7 @@ _BROWSER = "/v1/browser/"
 _BROWSER_MARGIN = 10.0  # extra seconds a browser call waits beyond the action's own timeout
 
 NotFound = Callable[[str], CodeRunnerError]
+R = TypeVar("R")
 
 HTTPX_OPTIONS: dict[str, Any] = {
     # Short keep-alive: a server closing an idle connection just as we reuse it would fail a POST
@@ -451,15 +447,6 @@ class InstaVMProtocol:
 
     # -- browser -----------------------------------------------------------------------------------
 
-    def _browser_call(
-        self, path: str, body: dict[str, Any], wait_ms: float = 0.0, *, element: bool = False
-    ) -> HttpRequest:
-        """A browser interaction request; its HTTP timeout outlasts the action's own ``wait_ms``."""
-        self.check_open()
-        timeout = max(self.http_timeout, wait_ms / 1000 + _BROWSER_MARGIN)
-        not_found: NotFound = ElementNotFoundError if element else SessionNotFoundError
-        return HttpRequest("POST", f"{_BROWSER}interactions/{path}", json=body, timeout=timeout, not_found=not_found)
-
     def browser_create_session_call(
         self, viewport_width: int, viewport_height: int, user_agent: str | None, idle_timeout: float | None
     ) -> tuple[HttpRequest, Callable[[Any], BrowserSessionInfo]]:
@@ -519,120 +506,23 @@ class InstaVMProtocol:
         self.browser_sessions.discard(session_id)
         return HttpRequest("DELETE", f"{_BROWSER}sessions/{quote(session_id, safe='')}")
 
-    @staticmethod
-    def action_result(action: str, session_id: str) -> Callable[[Any], BrowserActionResult]:
-        """A parser for an action's answer (coderunner's shape, or ``success``/``data`` of other servers)."""
+    def browser_action_call(self, session_id: str, action: BrowserAction[R]) -> tuple[HttpRequest, Callable[[Any], R]]:
+        """A browser action's request, and the parser of its answer.
 
-        def parse(payload: Any) -> BrowserActionResult:
-            if not isinstance(payload, dict):
-                raise BackendError(f"The server's answer to browser {action} is not a JSON object.")
-            known = {k: v for k, v in payload.items() if k in BrowserActionResult.model_fields}
-            try:
-                return BrowserActionResult.model_validate({"action": action, "session_id": session_id, **known})
-            except ValidationError:
-                data = payload.get("data")
-                return BrowserActionResult(
-                    action=action, session_id=session_id, data=data if isinstance(data, dict) else {}
-                )
-
-        return parse
-
-    def browser_navigate_call(self, session_id: str, url: str, wait_timeout: float) -> HttpRequest:
-        """Open a URL."""
-        body = {"session_id": session_id, "url": url, "wait_timeout": wait_timeout}
-        return self._browser_call("navigate", body, wait_timeout)
-
-    def browser_click_call(self, session_id: str, selector: str, force: bool, timeout: float) -> HttpRequest:
-        """Click an element."""
-        body = {"session_id": session_id, "selector": selector, "force": force, "timeout": timeout}
-        return self._browser_call("click", body, timeout, element=True)
-
-    def browser_type_call(self, session_id: str, selector: str, text: str, delay: float, timeout: float) -> HttpRequest:
-        """Type into an element (the HTTP wait also covers the key delays)."""
-        body = {"session_id": session_id, "selector": selector, "text": text, "delay": delay, "timeout": timeout}
-        return self._browser_call("type", body, timeout + delay * len(text), element=True)
-
-    def browser_fill_call(self, session_id: str, selector: str, value: str, timeout: float) -> HttpRequest:
-        """Fill a form field."""
-        body = {"session_id": session_id, "selector": selector, "value": value, "timeout": timeout}
-        return self._browser_call("fill", body, timeout, element=True)
-
-    def browser_scroll_call(
-        self, session_id: str, selector: str | None, x: float | None, y: float | None
-    ) -> HttpRequest:
-        """Scroll an element into view or the page to x/y."""
-        body: dict[str, Any] = {"session_id": session_id}
-        body.update({k: v for k, v in (("selector", selector), ("x", x), ("y", y)) if v is not None})
-        return self._browser_call("scroll", body, element=selector is not None)
-
-    def browser_wait_call(self, session_id: str, condition: str, selector: str | None, timeout: float) -> HttpRequest:
-        """Wait for a condition."""
-        body: dict[str, Any] = {"session_id": session_id, "condition": condition, "timeout": timeout}
-        if selector is not None:
-            body["selector"] = selector
-        return self._browser_call("wait", body, timeout)
-
-    def browser_screenshot_call(
-        self, session_id: str, full_page: bool, format: str, clip: Mapping[str, float] | None, quality: int | None
-    ) -> HttpRequest:
-        """Capture the page."""
-        body: dict[str, Any] = {"session_id": session_id, "full_page": full_page, "format": format}
-        if clip is not None:
-            body["clip"] = dict(clip)
-        if quality is not None:
-            body["quality"] = quality
-        return self._browser_call("screenshot", body)
-
-    @staticmethod
-    def screenshot_data(payload: Any) -> str:
-        """The base64 image of a screenshot answer."""
-        if not isinstance(payload, dict) or not isinstance(payload.get("screenshot"), str):
-            raise BackendError("The server's screenshot answer has no base64 'screenshot'.")
-        return str(payload["screenshot"])
-
-    def browser_extract_call(
-        self, session_id: str, selector: str | None, attributes: Sequence[str] | None
-    ) -> HttpRequest:
-        """Read elements matching a selector."""
-        body: dict[str, Any] = {"session_id": session_id}
-        if selector is not None:
-            body["selector"] = selector
-        if attributes is not None:
-            body["attributes"] = list(attributes)
-        return self._browser_call("extract", body)
-
-    @staticmethod
-    def extracted(payload: Any) -> list[ExtractedElement]:
-        """Parse the elements of an extract answer."""
-        if not isinstance(payload, dict) or not isinstance(payload.get("elements"), list):
-            raise BackendError("The server's extract answer has no 'elements' list.")
-        try:
-            return [ExtractedElement.model_validate(item) for item in payload["elements"]]
-        except ValidationError as exc:
-            raise BackendError(f"The server's extracted elements were not understood: {exc}") from None
-
-    def browser_content_call(
-        self, session_id: str, include_interactive: bool, include_anchors: bool, max_anchors: int
-    ) -> HttpRequest:
-        """Read the page's content."""
-        body = {
-            "session_id": session_id,
-            "include_interactive": include_interactive,
-            "include_anchors": include_anchors,
-            "max_anchors": max_anchors,
-        }
-        return self._browser_call("content", body)
-
-    @staticmethod
-    def page_content(payload: Any) -> PageContent:
-        """Parse a content answer."""
-        if not isinstance(payload, dict):
-            raise BackendError("The server's content answer is not a JSON object.")
-        known = {k: v for k, v in payload.items() if k in PageContent.model_fields}
-        try:
-            return PageContent.model_validate(known)
-        except ValidationError as exc:
-            raise BackendError(f"The server's page content was not understood: {exc}") from None
+        The action says it all: its route, its body, how long it may take (the HTTP call waits that long
+        plus a margin, and at least ``http_timeout``) and whether a 404 means the element or the session.
+        """
+        self.check_open()
+        timeout = max(self.http_timeout, action.wait_ms / 1000 + _BROWSER_MARGIN)
+        not_found: NotFound = ElementNotFoundError if action.finds_element else SessionNotFoundError
+        call = HttpRequest(
+            "POST",
+            f"{_BROWSER}interactions/{action.route}",
+            json=action.wire_body(session_id),
+            timeout=timeout,
+            not_found=not_found,
+        )
+        return call, lambda payload: action.parse_answer(payload, session_id)
 
 
 def _unsupported(detail: str) -> CodeRunnerError:

@@ -1,4 +1,4 @@
-"""JavaScript run inside pages for extract_elements and extract_content (kept apart from the engine's Python)."""
+"""JavaScript the browser engine runs inside pages (extract_elements, extract_content, click, scroll)."""
 
 from __future__ import annotations
 
