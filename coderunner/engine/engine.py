@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import importlib
@@ -15,7 +14,6 @@ import signal
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -112,15 +110,6 @@ def reap_orphans(runtime_root: Path) -> int:
 
 _T = TypeVar("_T")
 
-_LIVE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-@atexit.register
-def _kill_all_at_exit() -> None:
-    # Runs without the event loop: kill process groups directly, which cannot hang.
-    for engine in list(_LIVE_ENGINES):
-        engine.kill_now()
-
 
 class Engine:
     """Owns every session and kernel of one runner or server. All methods run on one event loop."""
@@ -166,7 +155,7 @@ class Engine:
         (self.dir / "sessions").mkdir()
         me = psutil.Process()
         (self.dir / _OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
-        _LIVE_ENGINES.add(self)
+        processes.kill_at_exit(self)
         self._fill_pool()
         self._reaper = asyncio.ensure_future(self._expire_loop())
 
@@ -222,7 +211,7 @@ class Engine:
         shutil.rmtree(self.dir, ignore_errors=True)
         if self._io is not None:
             self._io.shutdown(wait=False)
-        _LIVE_ENGINES.discard(self)
+        processes.forget_at_exit(self)
 
     # -- kernels and pool --------------------------------------------------------------------------
 

@@ -27,15 +27,18 @@ are used: no new process or thread, which a bomb at the process limit would refu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import resource
 import secrets
 import signal
 import sys
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -43,6 +46,8 @@ __all__ = [
     "TAG_VAR",
     "ProcInfo",
     "ProcessLimit",
+    "forget_at_exit",
+    "kill_at_exit",
     "kill_engine_processes",
     "kill_leftovers",
     "leftovers",
@@ -53,6 +58,34 @@ __all__ = [
     "same_process",
     "scan",
 ]
+
+
+class _KillsNow(Protocol):
+    def kill_now(self) -> None: ...
+
+
+_AT_EXIT: weakref.WeakSet[_KillsNow] = weakref.WeakSet()
+
+
+def kill_at_exit(owner: _KillsNow) -> None:
+    """Have ``owner.kill_now()`` run at interpreter exit (until :func:`forget_at_exit`).
+
+    The one exit rule of coderunner: the code engine's kernels, the browser engine's Chromium and the Docker
+    fleet's containers are all registered here. ``kill_now`` runs without an event loop and must not hang.
+    """
+    _AT_EXIT.add(owner)
+
+
+def forget_at_exit(owner: _KillsNow) -> None:
+    """Undo :func:`kill_at_exit` (the owner cleaned up already)."""
+    _AT_EXIT.discard(owner)
+
+
+@atexit.register
+def _kill_all_at_exit() -> None:
+    for owner in list(_AT_EXIT):
+        with contextlib.suppress(Exception):  # one failing owner must not spare the others
+            owner.kill_now()
 
 
 def pid_signature(pid: int) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -16,7 +15,6 @@ import stat
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,7 @@ from coderunner.backends.sandbox.contract import (
 from coderunner.backends.sandbox.owners import host_id, owner_alive, owner_labels
 from coderunner.backends.sandbox.pool import WarmPool
 from coderunner.config import Settings
-from coderunner.engine.processes import pid_signature
+from coderunner.engine.processes import forget_at_exit, kill_at_exit, pid_signature
 from coderunner.errors import (
     BackendError,
     CodeRunnerError,
@@ -207,7 +205,7 @@ class Fleet:
             shutil.rmtree(self.root, ignore_errors=True)
             self.client.close()
             raise
-        _LIVE_FLEETS.add(self)
+        kill_at_exit(self)
         self.fill_pool()
 
     # -- starting and stopping --------------------------------------------------------------------
@@ -586,16 +584,7 @@ class Fleet:
             ):
                 self._remove_quietly(container["Id"])
         shutil.rmtree(self.root, ignore_errors=True)
-        _LIVE_FLEETS.discard(self)
-
-
-_LIVE_FLEETS: weakref.WeakSet[Fleet] = weakref.WeakSet()
-
-
-@atexit.register
-def _remove_all_at_exit() -> None:
-    for fleet in list(_LIVE_FLEETS):
-        fleet.kill_now()
+        forget_at_exit(self)
 
 
 def death_cause(state: Mapping[str, Any], limit: str | int) -> str:

@@ -17,7 +17,6 @@ core tree.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import os
@@ -25,7 +24,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -43,6 +41,7 @@ from coderunner.engine.browser.actions import HANDLERS
 from coderunner.engine.browser.errors import action_error, first_line, playwright_api, timeout_error
 from coderunner.engine.browser.session import Session, Slot
 from coderunner.engine.engine import kill_group, pid_signature
+from coderunner.engine.processes import forget_at_exit, kill_at_exit
 from coderunner.engine.table import SessionTable
 from coderunner.errors import (
     BackendUnavailableError,
@@ -137,16 +136,6 @@ def _find_browser_pid(marker: str) -> int | None:
             if proc.ppid() not in tagged:
                 return pid
     return None
-
-
-_LIVE: weakref.WeakSet[BrowserEngine] = weakref.WeakSet()
-
-
-@atexit.register
-def _kill_all_at_exit() -> None:
-    # Runs without the event loop: kill the browser process groups directly, which cannot hang.
-    for engine in list(_LIVE):
-        engine.kill_now()
 
 
 class BrowserEngine:
@@ -305,7 +294,7 @@ class BrowserEngine:
         if self._browser_pid is not None and self._register_pid is not None:
             self._register_pid(self._browser_pid)
         self.totals["browser_launches"] += 1
-        _LIVE.add(self)
+        kill_at_exit(self)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.ensure_future(self._expire_loop())
         log.info("started Chromium %s (pid %s)", browser.version, self._browser_pid)
@@ -372,7 +361,7 @@ class BrowserEngine:
                 shutil.rmtree(self._runtime_dir / name, ignore_errors=True)
         if self._far_tmp is not None:
             shutil.rmtree(self._far_tmp, ignore_errors=True)
-        _LIVE.discard(self)
+        forget_at_exit(self)
 
     # -- contexts and the pool ---------------------------------------------------------------------
 
