@@ -240,6 +240,13 @@ class PythonKernel(Kernel):
             # The kernel leads its own process group, so this also reaches `!cmd &` children.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+            # jupyter_client's wait below polls every 100 ms; a SIGKILLed kernel is gone within a few ms, so
+            # reaping it here first saves most of that on every close (measured: close 122 ms median before).
+            proc = self._process()
+            for _ in range(200):
+                if proc is None or proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.005)
         if self._kc is not None:
             with contextlib.suppress(Exception):
                 self._kc.stop_channels()
