@@ -16,10 +16,10 @@ from typing import Any
 from coderunner import _core
 from coderunner.errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["ExecRequest", "SessionSpec"]
+__all__ = ["SESSION_FIELDS", "ExecRequest", "SessionSpec"]
 
-_COMMON_OPTIONS = ("env", "working_dir", "lifetime", "idle_timeout", "metadata")
-"""The options every backend takes (the spec's own fields), named in the error for an unknown one."""
+SESSION_FIELDS = ("env", "working_dir", "lifetime", "idle_timeout", "metadata")
+"""The SessionSpec fields besides language: every backend takes them; any other option is the backend's own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class SessionSpec:
         unknown = sorted(set(self.options) - set(takes))
         if not unknown:
             return
-        known = ", ".join(sorted({*_COMMON_OPTIONS, *takes}))
+        known = ", ".join(sorted({*SESSION_FIELDS, *takes}))
         raise ConfigurationError(
             f"The {backend_name} backend has no session option {', '.join(unknown)}; it takes: {known}. "
             "Container options such as cpus or memory need backend='docker'."

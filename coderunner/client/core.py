@@ -13,7 +13,7 @@ from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.errors import ConfigurationError, InvalidRequestError
 from coderunner.models import ExecutionResult, TaskInfo
-from coderunner.specs import ExecRequest, SessionSpec
+from coderunner.specs import SESSION_FIELDS, ExecRequest, SessionSpec
 from coderunner.tasks import TaskTable
 
 _SETTING_NAMES = (
@@ -31,7 +31,6 @@ _SETTING_NAMES = (
 # A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
 _PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+]*$")
 TASK_POLL = 0.05
-_SPEC_FIELDS = frozenset({"env", "working_dir", "lifetime", "idle_timeout", "metadata"})
 
 
 class ClientCore:
@@ -79,7 +78,7 @@ class ClientCore:
         options: dict[str, Any] = {}
         for name, value in overrides.items():
             if value is not None:
-                (fields if name in _SPEC_FIELDS else options)[name] = value
+                (fields if name in SESSION_FIELDS else options)[name] = value
         return SessionSpec(language or self.session_language, options=options, **fields)
 
     def session_spec(

@@ -38,7 +38,7 @@ from coderunner.errors import (
 from coderunner.models import ErrorInfo, ExecutionResult, FileInfo, SessionInfo
 from coderunner.specs import ExecRequest, SessionSpec
 
-__all__ = ["BoxProvider", "HostedSession", "SandboxBox", "SandboxHost", "agent_execute"]
+__all__ = ["BoxProvider", "HostedSession", "SandboxHost", "agent_execute"]
 
 log = logging.getLogger(__name__)
 OutputCallback = Callable[[str], None]
@@ -145,12 +145,6 @@ class HostedSession:
 
 
 # -- what a provider gives the host ------------------------------------------------------------------
-
-
-class SandboxBox(Protocol):
-    """A started box, as the host sees it: the client of the agent inside (the rest is the provider's)."""
-
-    wire: AgentClient
 
 
 class BoxProvider(Protocol):
