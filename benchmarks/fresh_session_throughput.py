@@ -18,7 +18,7 @@ from coderunner import CodeRunner
 
 N = int(os.environ.get("BENCH_N", "164"))  # HumanEval's count
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-BACKENDS = [b.strip() for b in os.environ.get("BENCH_BACKENDS", "inprocess").split(",") if b.strip()]
+BACKENDS = [b.strip() for b in os.environ.get("BENCH_BACKENDS", "inprocess,inprocess-spawn").split(",") if b.strip()]
 
 PASSED, ASSERTION_FAILED, OTHER_ERROR = "passed", "assertion_failed", "other_error"
 
@@ -210,14 +210,16 @@ def docker_unavailable(runtime: str | None) -> str | None:
 def make_runner(backend: str) -> CodeRunner | str:
     """The runner for a ``BENCH_BACKENDS`` entry, or the reason it is skipped."""
     if backend == "inprocess":
-        return CodeRunner()
+        return CodeRunner()  # Python kernels forked from the fork server where the system can
+    if backend == "inprocess-spawn":
+        return CodeRunner(kernel_start="spawn")  # a fresh interpreter per kernel (the fallback, and the old way)
     if backend in ("docker", "docker-runsc"):
         runtime = "runsc" if backend == "docker-runsc" else None
         reason = docker_unavailable(runtime)
         if reason is not None:
             return reason
         return CodeRunner(backend="docker", runtime=runtime) if runtime else CodeRunner(backend="docker")
-    return f"skipped: unknown backend {backend!r} (use inprocess, docker, docker-runsc)"
+    return f"skipped: unknown backend {backend!r} (use inprocess, inprocess-spawn, docker, docker-runsc)"
 
 
 def measure_backend(backend: str, progs: list[Program], baseline: dict[str, Outcome], base_rate: float) -> Any:

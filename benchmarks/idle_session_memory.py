@@ -63,9 +63,9 @@ def raw_kernel() -> dict[str, float]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def coderunner_sessions() -> dict[str, Any]:
-    """SESSIONS idle sessions of one default runner, each kernel found by its own pid and measured."""
-    runner = CodeRunner()
+def coderunner_sessions(**options: Any) -> dict[str, Any]:
+    """SESSIONS idle sessions of one runner (default options), each kernel found by its own pid and measured."""
+    runner = CodeRunner(**options)
     sessions = []
     try:
         kernel_pids = []
@@ -79,9 +79,12 @@ def coderunner_sessions() -> dict[str, Any]:
         engine = runner.backend.engine  # type: ignore[attr-defined]
         registered = {int(p.name) for p in (engine.dir / "pids").iterdir()}
         assert set(kernel_pids) <= registered, (kernel_pids, registered)
-        pooled = sorted(registered - set(kernel_pids))
+        server = engine._forkserver.pid if engine._forkserver is not None else None
+        pooled = sorted(registered - set(kernel_pids) - {server})
         trees = [tree_memory(pid) for pid in kernel_pids]
         pool_trees = [tree_memory(pid) for pid in pooled if psutil.pid_exists(pid)]
+        # The fork server holds the pages its kernels share (counted, split, in each kernel's PSS too).
+        server_memory = tree_memory(server) if server is not None else None
         host = psutil.Process().memory_full_info()
         return {
             "pool_size": runner.settings.pool_size,
@@ -90,6 +93,7 @@ def coderunner_sessions() -> dict[str, Any]:
             "per_session_max_pss_mib": max(t["pss_mib"] for t in trees),
             "all_sessions_pss_mib": round(sum(t["pss_mib"] for t in trees), 2),
             "pooled_kernels_pss_mib": round(sum(t["pss_mib"] for t in pool_trees), 2),
+            "fork_server": server_memory,
             "host_process_pss_mib": round(host.pss / MIB, 2),
             "engine_dir": str(Path(engine.dir).name),
         }
@@ -102,6 +106,7 @@ def coderunner_sessions() -> dict[str, Any]:
 if __name__ == "__main__":
     raw = raw_kernel()  # measured first and alone: a kernel beside 20 others would share its pages with them
     ours = coderunner_sessions()
+    spawned = coderunner_sessions(kernel_start="spawn")
     emit(
         "idle_session_memory",
         {
@@ -110,6 +115,8 @@ if __name__ == "__main__":
             "coderunner": ours,
             "ratio_per_session_pss_to_raw": round(ours["per_session_median"]["pss_mib"] / raw["pss_mib"], 3),
             "ratio_per_session_uss_to_raw": round(ours["per_session_median"]["uss_mib"] / raw["uss_mib"], 3),
+            "coderunner_spawned_kernels": spawned,
+            "ratio_spawned_per_session_pss_to_raw": round(spawned["per_session_median"]["pss_mib"] / raw["pss_mib"], 3),
             "note": "PSS splits shared pages among the processes sharing them, so 20 kernels each count less of "
             "the interpreter's pages than one alone; USS (pages only that process has) does not depend on that",
         },

@@ -45,6 +45,10 @@ class Settings:
     """Longest answer the host reads from a sandbox's agent, e.g. one result (CODERUNNER_MAX_ANSWER_BYTES)."""
     max_download_bytes: int = 512 * 1024**2
     """Largest file a download reads from a sandbox (CODERUNNER_MAX_DOWNLOAD_BYTES)."""
+    kernel_start: str = "auto"
+    """How Python kernels start (CODERUNNER_KERNEL_START): 'fork' from a per-engine fork server that has
+    ipykernel imported (milliseconds), 'spawn' a fresh interpreter each (about half a second), or 'auto': fork
+    where the system can (Linux and other POSIX systems except macOS), else spawn."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -73,6 +77,8 @@ class Settings:
             raise ConfigurationError("max_answer_bytes must be at least 1 MiB (1048576).")
         if self.max_download_bytes < 1:
             raise ConfigurationError("max_download_bytes must be at least 1.")
+        if self.kernel_start not in ("auto", "fork", "spawn"):
+            raise ConfigurationError(f"kernel_start must be 'auto', 'fork' or 'spawn', not {self.kernel_start!r}.")
 
 
 ENV_VARS: dict[str, str] = {
@@ -87,6 +93,7 @@ ENV_VARS: dict[str, str] = {
     "track_files": "CODERUNNER_TRACK_FILES",
     "max_answer_bytes": "CODERUNNER_MAX_ANSWER_BYTES",
     "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
+    "kernel_start": "CODERUNNER_KERNEL_START",
 }
 
 _PARSERS: dict[str, Parser] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -16,18 +17,8 @@ from coderunner.models import ExecutionResult, TaskInfo
 from coderunner.specs import SESSION_FIELDS, ExecRequest, SessionSpec
 from coderunner.tasks import TaskTable
 
-_SETTING_NAMES = (
-    "timeout",
-    "max_output_chars",
-    "max_sessions",
-    "idle_timeout",
-    "pool_size",
-    "runtime_dir",
-    "interrupt_grace",
-    "track_files",
-    "max_answer_bytes",
-    "max_download_bytes",
-)
+# Every runner setting but the backend itself can be given to a client as a keyword.
+_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "backend")
 # A package spec or local path: a name, optional extras/version/url-ish characters; never an option flag.
 _PACKAGE = re.compile(r"^[A-Za-z0-9@./][A-Za-z0-9._\-\[\],=<>!~@/:+]*$")
 TASK_POLL = 0.05

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel, ipc_leftovers
+from coderunner.engine.forkserver import ForkServer, fork_supported
 from coderunner.engine.processes import pid_signature
 from coderunner.engine.session import EngineSession, ExecutionLimits
 from coderunner.engine.table import SessionTable
@@ -123,7 +125,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.backend_name = backend_name
-        self._factory = kernel_factory or (lambda lang: kernel_class(lang)())
+        self._factory = kernel_factory or self._new_kernel
+        self._forkserver: ForkServer | None = None
         self._sessions: SessionTable[EngineSession] = SessionTable(settings.max_sessions)
         self._pool: dict[str, deque[Kernel]] = {}
         self._pool_tasks: set[asyncio.Task[None]] = set()
@@ -196,6 +199,8 @@ class Engine:
             *(k.shutdown() for k in pooled),
             return_exceptions=True,
         )
+        if self._forkserver is not None:
+            await self._forkserver.close()
         self.kill_now()
 
     def kill_now(self) -> None:
@@ -203,6 +208,8 @@ class Engine:
 
         For atexit, and the last step of :meth:`close`.
         """
+        if self._forkserver is not None:
+            self._forkserver.kill_now()
         for pid, ct in list(self._kernels.items()):
             kill_group(pid, ct)
         self._kernels.clear()
@@ -260,6 +267,30 @@ class Engine:
             if kernel.pid is not None:
                 self.register_process(kernel.pid)
         return kernel
+
+    def _new_kernel(self, language: str) -> Kernel:
+        cls = kernel_class(language)
+        if language == "python":
+            from coderunner.engine.python import PythonKernel
+
+            return PythonKernel(forkserver=self._python_forkserver())
+        return cls()
+
+    def _python_forkserver(self) -> ForkServer | None:
+        """The fork server Python kernels come from (made on first use), or None when they are spawned."""
+        mode = self.settings.kernel_start
+        if mode == "spawn" or (mode == "auto" and not fork_supported()):
+            return None
+        if self._forkserver is None:
+            # Its tag marks it (and, until they rewrite it, its children) as this engine's: see processes.py.
+            env = {
+                **os.environ,
+                processes.TAG_VAR: processes.new_tag(self.dir.name),
+                # It imports debugpy, which otherwise warns about frozen modules on stderr.
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            }
+            self._forkserver = ForkServer(sys.executable, env, on_start=self.register_process)
+        return self._forkserver
 
     def register_process(self, pid: int) -> None:
         """Record a child process (a kernel, the browser) so exit and the orphan reaper can kill it."""

@@ -9,16 +9,22 @@ import os
 import queue
 import secrets
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from jupyter_client.manager import AsyncKernelManager
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import write_connection_file
 
 from coderunner._core import strip_ansi
 from coderunner.engine import python_hooks
 from coderunner.engine.base import Kernel, KernelReply, NullSink, OutputSink, ipc_base
+from coderunner.engine.forkserver import ForkedProcess, ForkServer
 from coderunner.engine.output import MAX_SPILL_BYTES, CappedSink, escape_surrogates
 from coderunner.errors import BackendError
 from coderunner.models import ErrorInfo
@@ -29,6 +35,31 @@ __all__ = ["PythonKernel"]
 # arriving ends the wait at once, so this only bounds how late a death is noticed.
 _LIVENESS_POLL = 0.1
 _START_TIMEOUT = 60.0
+# How long the readiness check waits for the first IOPub message after a kernel_info reply before it asks again:
+# until the kernel has seen our subscription, what it publishes is lost (ZMQ's "slow joiner").
+_IOPUB_SETTLE = 0.05
+# Variables read by the interpreter at start-up: a kernel whose environment sets them differently from the fork
+# server's would not be the interpreter it asked for, so it is spawned instead.
+_STARTUP_VARS = ("PYTHON",)
+# Set by jupyter_client for kernels it launches; a kernel that finds it polls that parent and exits when it goes.
+_PARENT_VARS = ("JPY_PARENT_PID", "JPY_INTERRUPT_EVENT")
+
+_zmq_context: zmq.asyncio.Context | None = None
+
+
+def _context() -> zmq.asyncio.Context:
+    """One ZMQ context for every kernel client of the process.
+
+    Its sockets retry a connection every 10 ms, not ZMQ's default 100: a spawned kernel binds its sockets a
+    moment after the client connects, and the default interval would add up to 100 ms to every start.
+    """
+    global _zmq_context
+    if _zmq_context is None:
+        ctx = zmq.asyncio.Context()
+        ctx.setsockopt(zmq.RECONNECT_IVL, 10)
+        _zmq_context = ctx
+    return _zmq_context
+
 
 # Arguments for ipykernel: no history database (it lives in ~/.ipython and is shared
 # by every kernel, which makes parallel kernels contend on one SQLite file).
@@ -51,63 +82,83 @@ del __cr_w, __cr_sys, __cr_types, __cr_m
 
 
 class PythonKernel(Kernel):
-    """One ipykernel process per instance."""
+    """One ipykernel process per instance: forked from ``forkserver`` when it is given and can, else spawned."""
 
     language: ClassVar[str] = "python"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, *, forkserver: ForkServer | None = None) -> None:
         self._python = python or sys.executable
-        self._km: AsyncKernelManager | None = None
+        self._forkserver = forkserver
+        self._proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self._kc: Any = None
-        self._pid: int | None = None
+        self._files: list[Path] = []
         self._interrupted = False
         self._closed = False
+        self.forked = False
+        """True when the kernel was forked from the fork server (False: spawned)."""
 
     @property
     def pid(self) -> int | None:
         """The kernel process id."""
-        return self._pid
-
-    def _process(self) -> Any:
-        km = self._km
-        provisioner = getattr(km, "provisioner", None) if km is not None else None
-        return getattr(provisioner, "process", None)
+        return self._proc.pid if self._proc is not None else None
 
     def is_alive(self) -> bool:
         """True while the kernel process runs."""
-        proc = self._process()
-        return proc is not None and proc.poll() is None
+        return self._proc is not None and self._proc.poll() is None
 
     def _returncode(self) -> int | None:
-        proc = self._process()
-        return None if proc is None else proc.poll()
+        return None if self._proc is None else self._proc.poll()
+
+    def _can_fork(self, env: Mapping[str, str]) -> bool:
+        server = self._forkserver
+        if server is None or server.python != self._python:
+            return False
+        # Fork only a kernel the server's interpreter would have been: same start-up variables (PYTHONPATH...).
+        ours = {k: v for k, v in env.items() if k.startswith(_STARTUP_VARS)}
+        theirs = {k: v for k, v in server.env.items() if k.startswith(_STARTUP_VARS)}
+        return ours == theirs
 
     async def start(self, cwd: Path, env: Mapping[str, str], runtime_dir: Path) -> None:
-        """Launch ipykernel in ``cwd`` with ``env`` and wait until it answers."""
+        """Start ipykernel in ``cwd`` with ``env`` (forked or spawned) and wait until it answers."""
         tag = secrets.token_hex(4)
-        km = AsyncKernelManager(
-            transport="ipc",
-            # ipc endpoints are file paths; an absolute one keeps them out of the cwd.
-            ip=str(ipc_base(runtime_dir, f"py-{tag}")),
-            connection_file=str(runtime_dir / f"py-{tag}.json"),
-        )
-        kernel_env = dict(env)
+        connection_file = runtime_dir / f"py-{tag}.json"
+        # ipc endpoints are file paths; an absolute one keeps them out of the cwd.
+        ip = str(ipc_base(runtime_dir, f"py-{tag}"))
+        kernel_env = {k: v for k, v in env.items() if k not in _PARENT_VARS}
         # Plots from matplotlib come back as image/png display data.
         kernel_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         kernel_env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-        self._km = km
         try:
-            await km.start_kernel(
-                cwd=str(cwd),
-                env=kernel_env,
-                extra_arguments=_KERNEL_ARGS,
+            _, info = write_connection_file(
+                str(connection_file), ip=ip, transport="ipc", key=secrets.token_hex(32).encode()
             )
-            proc = self._process()
-            self._pid = proc.pid if proc is not None else None
-            kc = km.client()
+            self._files = [connection_file] + [
+                Path(f"{ip}-{info[name]}")  # type: ignore[literal-required,unused-ignore]
+                for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+            ]
+            argv = ["-f", str(connection_file), *_KERNEL_ARGS]
+            if self._can_fork(kernel_env):
+                assert self._forkserver is not None
+                # parent_handle 1: no parent polling (the fork server is the parent, and its end must not end
+                # the kernel; it kills its kernels itself when the engine goes), and no console banner.
+                self._proc = await self._forkserver.fork(
+                    argv=[*argv, "--IPKernelApp.parent_handle=1"], cwd=cwd, env=kernel_env, tag=self.tag
+                )
+                self.forked = True
+            else:
+                # Like jupyter_client: its own session (group), and a parent it watches so it ends with us.
+                self._proc = subprocess.Popen(
+                    [self._python, "-m", "ipykernel_launcher", *argv],
+                    cwd=str(cwd),
+                    env={**kernel_env, "JPY_PARENT_PID": str(os.getpid())},
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            kc = AsyncKernelClient(context=_context())
+            kc.load_connection_info(info)
             kc.start_channels()
             self._kc = kc
-            await kc.wait_for_ready(timeout=_START_TIMEOUT)
+            await self._wait_ready(_START_TIMEOUT)
         except asyncio.CancelledError:
             await self.shutdown()
             raise
@@ -115,9 +166,38 @@ class PythonKernel(Kernel):
             await self.shutdown()
             raise BackendError(f"The Python kernel did not start: {exc}") from exc
         reply = await self.execute(_SETUP_CODE, NullSink(), silent=True)
-        if reply.error is not None:
+        if reply.error is not None or reply.died:
             await self.shutdown()
-            raise BackendError(f"The Python kernel could not be prepared: {reply.error}")
+            raise BackendError(f"The Python kernel could not be prepared: {reply.error or 'it exited'}")
+
+    async def _wait_ready(self, timeout: float) -> None:
+        """Return once the kernel answers on its shell channel and we hear what it publishes on IOPub.
+
+        jupyter_client's ``wait_for_ready`` does this too, then waits 0.2 s for IOPub to fall quiet; stale
+        messages do no harm here (every read matches its request's id), so that wait is left out.
+        """
+        kc = self._kc
+        deadline = time.monotonic() + timeout
+        while True:
+            msg_id = kc.kernel_info()
+            answered = False
+            while time.monotonic() < deadline:
+                try:
+                    msg = await kc.get_shell_msg(timeout=_LIVENESS_POLL)
+                except queue.Empty:
+                    if not self.is_alive():
+                        raise BackendError(f"it exited (status {self._returncode()})") from None
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    answered = True
+                    break
+            if not answered:
+                raise BackendError(f"it did not answer within {timeout:.0f} s")
+            try:
+                await kc.get_iopub_msg(timeout=_IOPUB_SETTLE)
+                return
+            except queue.Empty:
+                continue  # not subscribed yet: the next kernel_info's status messages will tell
 
     async def configure(self, cwd: Path, env: Mapping[str, str]) -> None:
         """Change the kernel's directory and environment (for kernels taken from the warm pool)."""
@@ -158,7 +238,7 @@ class PythonKernel(Kernel):
                 msg = await kc.get_iopub_msg(timeout=_LIVENESS_POLL)
             except queue.Empty:
                 if not self.is_alive():
-                    return self._died()
+                    return await self._died()
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -184,7 +264,7 @@ class PythonKernel(Kernel):
                 break
         shell = await self._shell_reply(msg_id)
         if shell is None:
-            return self._died()
+            return await self._died()
         if capped is not None and shell.get("metadata", {}).get(python_hooks.REPLACED_KEY):
             capped.note_replaced("the error message")
         content = shell["content"]
@@ -214,54 +294,47 @@ class PythonKernel(Kernel):
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return msg
 
-    def _died(self) -> KernelReply:
-        rc = self._returncode()
-        return KernelReply(
-            exit_code=1,
-            died=True,
-            returncode=rc,
-            error=None,
-        )
+    async def _died(self) -> KernelReply:
+        proc = self._proc
+        rc = await proc.wait_status() if isinstance(proc, ForkedProcess) else self._returncode()
+        return KernelReply(exit_code=1, died=True, returncode=rc, error=None)
 
     async def interrupt(self) -> None:
-        """Send SIGINT to the kernel (KeyboardInterrupt in the user's code)."""
+        """Send SIGINT to the kernel's process group (KeyboardInterrupt in the user's code), as jupyter_client does."""
         self._interrupted = True
-        if self._km is not None and self.is_alive():
-            with contextlib.suppress(Exception):
-                await self._km.interrupt_kernel()
+        pid = self.pid
+        if pid is not None and self.is_alive():
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGINT)
 
     async def shutdown(self) -> None:
         """Kill the kernel's process group and remove its sockets and connection file."""
         if self._closed:
             return
         self._closed = True
-        pid = self._pid
-        if pid is not None:
+        proc = self._proc
+        if proc is not None:
             # The kernel leads its own process group, so this also reaches `!cmd &` children.
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            # jupyter_client's wait below polls every 100 ms; a SIGKILLed kernel is gone within a few ms, so
-            # reaping it here first saves most of that on every close (measured: close 122 ms median before).
-            proc = self._process()
-            for _ in range(200):
-                if proc is None or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signal.SIGKILL)
+            # A SIGKILLed kernel is gone within a few ms; waiting here (not blocking the loop) reaps a spawned one.
+            for _ in range(400):
+                if proc.poll() is not None:
                     break
                 await asyncio.sleep(0.005)
+            if isinstance(proc, ForkedProcess):
+                proc.close()
         if self._kc is not None:
             with contextlib.suppress(Exception):
                 self._kc.stop_channels()
-        km = self._km
-        if km is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(km.shutdown_kernel(now=True), timeout=5)
-            with contextlib.suppress(Exception):
-                cleanup = km.cleanup_resources()
-                if asyncio.iscoroutine(cleanup):  # a coroutine on the async manager
-                    await cleanup
-        proc = self._process()
-        if proc is not None:
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=2)
+        for path in self._files:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _replaced_where(mtype: str, content: Mapping[str, Any]) -> str:

@@ -15,8 +15,11 @@ from coderunner import AsyncCodeRunner, CodeRunner
 BackendFactories = tuple[Callable[[], CodeRunner], Callable[[], AsyncCodeRunner]]
 
 
-def _inprocess() -> BackendFactories:
-    return (lambda: CodeRunner(backend="inprocess"), lambda: AsyncCodeRunner(backend="inprocess"))
+def _inprocess(**options: Any) -> BackendFactories:
+    return (
+        lambda: CodeRunner(backend="inprocess", **options),
+        lambda: AsyncCodeRunner(backend="inprocess", **options),
+    )
 
 
 def _docker(request: pytest.FixtureRequest, **options: Any) -> BackendFactories:
@@ -64,7 +67,8 @@ def _instavm(request: pytest.FixtureRequest) -> BackendFactories:
 
 
 PROVIDERS: dict[str, Callable[[pytest.FixtureRequest], BackendFactories]] = {
-    "inprocess": lambda request: _inprocess(),
+    "inprocess": lambda request: _inprocess(),  # Python kernels forked from the fork server (the default)
+    "inprocess-spawn": lambda request: _inprocess(kernel_start="spawn"),  # the fallback: a fresh interpreter each
     "instavm": _instavm,
     "docker": _docker,
     "docker-runsc": lambda request: _docker(request, runtime="runsc"),

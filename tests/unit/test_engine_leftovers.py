@@ -227,7 +227,9 @@ def test_leftovers_of_a_killed_runner_are_reaped_by_the_next_start(tmp_path: Pat
     assert len(pids) == 9
     try:
         time.sleep(0.5)
-        assert all(_alive(p) for p in pids), "the crash should have left processes to reap"
+        # The Python kernel's fork server saw its owner go and killed the kernel's process group, which held the
+        # first sleeper (pids[0], a plain child); the ones that left the group are the next start's to find.
+        assert all(_alive(p) for p in pids[1:]), "the crash should have left processes to reap"
         with CodeRunner(runtime_dir=str(tmp_path / "runtime"), pool_size=0):
             assert _wait_gone(pids) == [], "the next start did not reap the crashed runner's processes"
     finally:

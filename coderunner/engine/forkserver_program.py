@@ -1,0 +1,233 @@
+"""The Python kernel fork server: a program that imports what an IPython kernel needs once, then forks kernels.
+
+Run as a script by the kernel's interpreter (``python forkserver_program.py``), which may not have coderunner
+installed: this file imports nothing from coderunner. :mod:`coderunner.engine.forkserver` starts it and talks
+to it over its standard input and output, one JSON object per line:
+
+* it says ``{"event": "ready", "pid": ..., "ipykernel": "7.4.0"}`` once its imports are done (or
+  ``{"event": "error", "message": ...}`` and exits 1 if ipykernel cannot be imported);
+* a request ``{"op": "fork", "id": N, "argv": [...], "cwd": ..., "env": {...}, "tag": ...}`` forks a child
+  that becomes an ipykernel with exactly that argv (``-f <connection file>`` among them), working directory
+  and environment; the server answers ``{"event": "forked", "id": N, "pid": ...}`` at once, and the child
+  itself says ``{"event": "bound", "id": N}`` once its sockets are bound (connecting before that costs a
+  ZMQ reconnect interval), or ``{"event": "failed", "id": N, "message": ...}``;
+* ``{"event": "exit", "pid": ..., "status": ...}`` when a child ends (status as ``Popen.returncode``:
+  negative for a signal);
+* at the end of its input (the engine closed it, or died) it kills every child's process group and exits.
+
+What a fork cannot carry stays out of the server: it starts no thread and no ZMQ context; each child makes its
+own sockets, threads, event loop and shell. What the server prepares is imports, so children share those pages
+(``gc.freeze`` keeps the collector from touching, and so copying, them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+
+# What an ipykernel imports while it initialises, beyond ipykernel.kernelapp itself (read off ipykernel 7 with
+# IPython 9: the debugger's debugpy is most of it). A missing one is skipped: the child imports what it needs.
+_PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "ipykernel.comm",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "IPython.utils.wildcard",
+    "tornado.platform.asyncio",
+    "tornado.queues",
+    "faulthandler",
+    "pdb",
+)
+_TAG_VAR = "CODERUNNER_KERNEL_TAG"
+_STATUS_FD = 3  # in a child: its copy of the server's output, for the one line it sends
+
+
+def _send(fd: int, message: dict[str, Any]) -> None:
+    # One write per line: writes under PIPE_BUF are atomic, so the server's lines and its children's
+    # never interleave on the shared pipe.
+    data = (json.dumps(message) + "\n").encode()
+    with contextlib.suppress(OSError):
+        os.write(fd, data)
+
+
+def _rewrite_tag(tag: str) -> None:
+    """Put the kernel's tag into the environment block the kernel shows in /proc/<pid>/environ.
+
+    A forked process shows its parent's initial environment there, whatever ``os.environ`` says later; the
+    engine finds a kernel's leftovers by this tag (coderunner.engine.processes). The server was started with a
+    placeholder of the same length, overwritten here in place. Where that is not possible (another layout,
+    a /proc without ``mem``) the child keeps the server's own tag, which the engine's clean-up also knows.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        # Fields 50 and 51 of stat (env_start, env_end); the split dropped the first two.
+        start, end = int(fields[47]), int(fields[48])
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            block = mem.read(end - start)
+            key = _TAG_VAR.encode() + b"="
+            at = (b"\0" + block).find(b"\0" + key)  # the variable's start, at the block's start or after a NUL
+            if at < 0:
+                return
+            value_at = at + len(key)
+            value_end = block.find(b"\0", value_at)
+            new = tag.encode()
+            if (value_end if value_end >= 0 else len(block)) - value_at != len(new):
+                return
+            mem.seek(start + value_at)
+            mem.write(new)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _become_kernel(request: dict[str, Any], status_fd: int) -> None:
+    """In the forked child: turn into the kernel the request describes (never returns)."""
+    rid = request["id"]
+    try:
+        os.setsid()  # the kernel leads its own process group, like a spawned one: interrupts and kills reach `!cmd`
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.dup2(status_fd, _STATUS_FD)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(2, 1)  # what a kernel writes to fd 1 before it captures it goes where the server's stderr goes
+        # Nothing of the server's (its request pipe, other children's status copies) stays open in a kernel.
+        os.closerange(_STATUS_FD + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+        cwd = request["cwd"]
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        if request.get("tag"):
+            _rewrite_tag(request["tag"])
+        # As `python -m ipykernel_launcher` started in cwd would have them.
+        sys.path[0] = cwd
+        import ipykernel_launcher  # type: ignore[import-untyped,unused-ignore]
+
+        sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
+        from ipykernel.kernelapp import IPKernelApp
+
+        app = IPKernelApp.instance()
+        app.initialize(request["argv"])  # type: ignore[no-untyped-call,unused-ignore]
+    except BaseException:  # anything: the engine must hear why, and the child must not return into the server
+        _send(_STATUS_FD, {"event": "failed", "id": rid, "message": traceback.format_exc(limit=8)})
+        os._exit(1)
+    _send(_STATUS_FD, {"event": "bound", "id": rid, "pid": os.getpid()})
+    os.close(_STATUS_FD)
+    try:
+        app.start()  # type: ignore[no-untyped-call,unused-ignore]
+    finally:
+        os._exit(0)
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.out = os.dup(1)
+        os.dup2(2, 1)  # stray prints of imported code must not corrupt the protocol
+        self.children: set[int] = set()
+        self.buffer = b""
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            _send(self.out, {"event": "exit", "pid": pid, "status": code})
+
+    def fork(self, request: dict[str, Any]) -> None:
+        if threading.active_count() > 1:  # never: but forking with threads would hand children broken locks
+            _send(self.out, {"event": "failed", "id": request.get("id"), "message": "the fork server has threads"})
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:  # e.g. at the process limit: the engine reports it, the server stays
+            _send(self.out, {"event": "failed", "id": request.get("id"), "message": f"fork failed: {exc}"})
+            return
+        if pid == 0:
+            _become_kernel(request, self.out)
+        self.children.add(pid)
+        _send(self.out, {"event": "forked", "id": request["id"], "pid": pid})
+
+    def handle(self, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(request, dict) and request.get("op") == "fork":
+            self.fork(request)
+
+    def kill_children(self) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of children
+        while True:
+            try:
+                ready, _, _ = select.select([0, wake_r], [], [])
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(wake_r, 512)
+                self.reap()
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    self.kill_children()
+                    self.reap()
+                    return
+                self.buffer += data
+                while b"\n" in self.buffer:
+                    line, self.buffer = self.buffer.split(b"\n", 1)
+                    self.handle(line)
+            self.reap()
+
+
+def main() -> None:
+    """Import, say ready, fork kernels on request until the input ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for kernels; the server is only ever killed
+    server = _Server()
+    try:
+        import ipykernel
+    except ImportError as exc:
+        _send(server.out, {"event": "error", "message": f"ipykernel cannot be imported: {exc}"})
+        sys.exit(1)
+    for name in _PRELOAD:
+        # A module that fails to import here is the child's to import (and to fail on, with a clear error).
+        with contextlib.suppress(Exception):
+            __import__(name)
+    gc.collect()
+    gc.freeze()
+    _send(server.out, {"event": "ready", "pid": os.getpid(), "ipykernel": getattr(ipykernel, "__version__", "")})
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
