@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -289,7 +288,9 @@ class Engine:
                 # It imports debugpy, which otherwise warns about frozen modules on stderr.
                 "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             }
-            self._forkserver = ForkServer(sys.executable, env, on_start=self.register_process)
+            from coderunner.engine.python import make_fork_server
+
+            self._forkserver = make_fork_server(env, on_start=self.register_process)
         return self._forkserver
 
     def register_process(self, pid: int) -> None:

@@ -115,12 +115,21 @@ class ForkServer:
         env: The server's own environment. Its ``CODERUNNER_KERNEL_TAG`` (the engine's tag for the server)
             should have the length of a kernel's tag: children overwrite it in place (see the program).
         on_start: Called with the server's pid each time one starts (the engine records it for clean-up).
+        kernel_args: The arguments (besides ``-f``) that most kernels will get: the server prepares an app
+            configured with them once, and children given exactly these only do the per-kernel part.
     """
 
-    def __init__(self, python: str, env: Mapping[str, str], on_start: Any = None) -> None:
+    def __init__(
+        self,
+        python: str,
+        env: Mapping[str, str],
+        on_start: Any = None,
+        kernel_args: Sequence[str] = (),
+    ) -> None:
         self._python = python
         self._env = dict(env)
         self._on_start = on_start
+        self._kernel_args = list(kernel_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
@@ -131,6 +140,11 @@ class ForkServer:
         self._start_lock = asyncio.Lock()
         self._closed = False
         self.version = ""
+        """The ipykernel version the running server imported."""
+        self.prepared = False
+        """True when the server prepared the kernel app for ``kernel_args`` (children then skip that part)."""
+        self.hooks_loaded = False
+        """True when the server loaded coderunner's kernel hooks (children then only install them)."""
 
     @property
     def python(self) -> str:
@@ -170,7 +184,7 @@ class ForkServer:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._proc = subprocess.Popen(
-            [self._python, "-u", str(_PROGRAM)],
+            [self._python, "-u", str(_PROGRAM), *self._kernel_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=self._env,
@@ -193,6 +207,8 @@ class ForkServer:
             self._kill()
             raise BackendError(f"The Python fork server could not start: {hello.get('message', hello)}")
         self.version = str(hello.get("ipykernel", ""))
+        self.prepared = bool(hello.get("prepared"))
+        self.hooks_loaded = bool(hello.get("hooks"))
 
     async def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None

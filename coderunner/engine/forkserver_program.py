@@ -1,6 +1,7 @@
 """The Python kernel fork server: a program that imports what an IPython kernel needs once, then forks kernels.
 
-Run as a script by the kernel's interpreter (``python forkserver_program.py``), which may not have coderunner
+Run as a script by the kernel's interpreter (``python forkserver_program.py [kernel arguments]``; the arguments
+every kernel gets apart from ``-f``, so the server can parse them once), which may not have coderunner
 installed: this file imports nothing from coderunner. :mod:`coderunner.engine.forkserver` starts it and talks
 to it over its standard input and output, one JSON object per line:
 
@@ -53,6 +54,29 @@ _PRELOAD = (
 )
 _TAG_VAR = "CODERUNNER_KERNEL_TAG"
 _STATUS_FD = 3  # in a child: its copy of the server's output, for the one line it sends
+_HOOKS = "_coderunner_hooks"  # the module name coderunner.engine.python gives its kernel hooks
+
+# IPKernelApp.initialize is its parent's (command line, profile, config files: the same for every kernel of a
+# server) followed by these steps (the per-kernel part: sockets, threads, shell). The server does the first part
+# once and a child only these, when ipykernel's initialize is still exactly this sequence (checked at start).
+_KERNEL_STEPS = (
+    "init_pdb",
+    "init_blackhole",
+    "init_connection_file",
+    "init_poller",
+    "init_sockets",
+    "init_heartbeat",
+    "write_connection_file",
+    "log_connection_info",
+    "init_io",
+    "init_signal",
+    "init_kernel",
+    "init_path",
+    "init_shell",
+    "init_gui_pylab",
+    "init_extensions",
+    "init_code",
+)
 
 
 def _send(fd: int, message: dict[str, Any]) -> None:
@@ -94,6 +118,66 @@ def _rewrite_tag(tag: str) -> None:
         pass
 
 
+_prepared: tuple[Any, list[str]] | None = None  # (the app, the arguments it was prepared with)
+
+
+def _prepare(argv: list[str]) -> None:
+    """Do the kernel-independent part of IPKernelApp.initialize (see ``_KERNEL_STEPS``) here, once."""
+    global _prepared
+    import inspect
+    import re
+
+    from ipykernel.kernelapp import IPKernelApp
+    from IPython.core.application import BaseIPythonApplication
+
+    source = inspect.getsource(IPKernelApp.initialize)
+    steps = tuple(name for name in re.findall(r"self\.(init_\w+|write_connection_file|log_connection_info)\(", source))
+    if steps != _KERNEL_STEPS or "super().initialize(argv)" not in source:
+        return  # another ipykernel: each child runs the whole initialize itself
+    app = IPKernelApp.instance()
+    BaseIPythonApplication.initialize(app, argv)  # type: ignore[no-untyped-call,unused-ignore]
+    if app.subapp is None:
+        _prepared = (app, argv)
+
+
+def _initialized_app(argv: list[str]) -> Any:
+    """In a child: the kernel app, initialised for ``argv`` (``-f <connection file>`` among them)."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    if _prepared is not None:
+        app, prepared_argv = _prepared
+        if "-f" in argv:
+            at = argv.index("-f")
+            connection_file, rest = argv[at + 1], argv[:at] + argv[at + 2 :]
+            if rest == prepared_argv:
+                app.connection_file = connection_file
+                for step in _KERNEL_STEPS:
+                    if step == "init_signal":
+                        with contextlib.suppress(Exception):  # as IPKernelApp.initialize does
+                            app.init_signal()
+                    elif step not in ("init_gui_pylab", "init_extensions", "init_code") or app.shell:
+                        getattr(app, step)()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                return app
+        IPKernelApp.clear_instance()  # other arguments: a fresh app, parsed the usual way
+    app = IPKernelApp.instance()
+    app.initialize(argv)  # type: ignore[no-untyped-call,unused-ignore]
+    return app
+
+
+def _load_hooks() -> None:
+    """Load coderunner's kernel hooks (python_hooks.py, beside this file) as the kernels would, once for all."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_hooks.py")
+    import types
+
+    with open(path, encoding="utf-8") as fh:
+        code = compile(fh.read(), path, "exec")
+    module = types.ModuleType(_HOOKS)
+    exec(code, module.__dict__)
+    sys.modules[_HOOKS] = module
+
+
 def _become_kernel(request: dict[str, Any], status_fd: int) -> None:
     """In the forked child: turn into the kernel the request describes (never returns)."""
     rid = request["id"]
@@ -119,11 +203,9 @@ def _become_kernel(request: dict[str, Any], status_fd: int) -> None:
         sys.path[0] = cwd
         import ipykernel_launcher  # type: ignore[import-untyped,unused-ignore]
 
-        sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
-        from ipykernel.kernelapp import IPKernelApp
-
-        app = IPKernelApp.instance()
-        app.initialize(request["argv"])  # type: ignore[no-untyped-call,unused-ignore]
+        argv = list(request["argv"])
+        sys.argv = [ipykernel_launcher.__file__, *argv]
+        app = _initialized_app(argv)
     except BaseException:  # anything: the engine must hear why, and the child must not return into the server
         _send(_STATUS_FD, {"event": "failed", "id": rid, "message": traceback.format_exc(limit=8)})
         os._exit(1)
@@ -223,9 +305,22 @@ def main() -> None:
         # A module that fails to import here is the child's to import (and to fail on, with a clear error).
         with contextlib.suppress(Exception):
             __import__(name)
+    # What every kernel would do the same way: the hooks and the app's configuration. If either fails, the
+    # children do it themselves (the kernel setup falls back to sending the hooks; see coderunner.engine.python).
+    with contextlib.suppress(Exception):
+        _load_hooks()
+    with contextlib.suppress(Exception, SystemExit):  # a bad argument makes traitlets exit: children will say it
+        _prepare(sys.argv[1:])
     gc.collect()
     gc.freeze()
-    _send(server.out, {"event": "ready", "pid": os.getpid(), "ipykernel": getattr(ipykernel, "__version__", "")})
+    ready = {
+        "event": "ready",
+        "pid": os.getpid(),
+        "ipykernel": getattr(ipykernel, "__version__", ""),
+        "prepared": _prepared is not None,
+        "hooks": _HOOKS in sys.modules,
+    }
+    _send(server.out, ready)
     server.serve()
 
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -40,7 +40,7 @@ _START_TIMEOUT = 60.0
 _IOPUB_SETTLE = 0.05
 # Variables read by the interpreter at start-up: a kernel whose environment sets them differently from the fork
 # server's would not be the interpreter it asked for, so it is spawned instead.
-_STARTUP_VARS = ("PYTHON",)
+_STARTUP_VARS = ("PYTHON", "IPYTHONDIR", "JUPYTER_", "HOME")
 # Set by jupyter_client for kernels it launches; a kernel that finds it polls that parent and exits when it goes.
 _PARENT_VARS = ("JPY_PARENT_PID", "JPY_INTERRUPT_EVENT")
 
@@ -64,6 +64,9 @@ def _context() -> zmq.asyncio.Context:
 # Arguments for ipykernel: no history database (it lives in ~/.ipython and is shared
 # by every kernel, which makes parallel kernels contend on one SQLite file).
 _KERNEL_ARGS = ["--HistoryManager.enabled=False", "--HistoryManager.hist_file=:memory:"]
+# Forked kernels also get parent_handle 1: no parent polling (the fork server is their parent, and its end must
+# not end them; it kills its kernels itself when the engine goes), and no console banner.
+_FORKED_ARGS = [*_KERNEL_ARGS, "--IPKernelApp.parent_handle=1"]
 
 
 # IPython warns "To exit: use 'exit'..." on sys.exit(); for a script runner that is noise.
@@ -79,6 +82,19 @@ exec(compile({_HOOKS_SOURCE!r}, {python_hooks.__file__!r}, "exec"), __cr_m.__dic
 __cr_m.install(get_ipython(), {MAX_SPILL_BYTES})
 del __cr_w, __cr_sys, __cr_types, __cr_m
 """
+# For a kernel forked from a server that loaded the hooks already (forkserver_program._load_hooks).
+_FORKED_SETUP_CODE = f"""
+import warnings as __cr_w
+__cr_w.filterwarnings("ignore", message="To exit: use", category=UserWarning)
+import sys as __cr_sys
+__cr_sys.modules["_coderunner_hooks"].install(get_ipython(), {MAX_SPILL_BYTES})
+del __cr_w, __cr_sys
+"""
+
+
+def make_fork_server(env: Mapping[str, str], on_start: Callable[[int], None] | None = None) -> ForkServer:
+    """A fork server for this module's kernels (this interpreter, the kernels' usual arguments prepared)."""
+    return ForkServer(sys.executable, env, on_start=on_start, kernel_args=_FORKED_ARGS)
 
 
 class PythonKernel(Kernel):
@@ -139,10 +155,8 @@ class PythonKernel(Kernel):
             argv = ["-f", str(connection_file), *_KERNEL_ARGS]
             if self._can_fork(kernel_env):
                 assert self._forkserver is not None
-                # parent_handle 1: no parent polling (the fork server is the parent, and its end must not end
-                # the kernel; it kills its kernels itself when the engine goes), and no console banner.
                 self._proc = await self._forkserver.fork(
-                    argv=[*argv, "--IPKernelApp.parent_handle=1"], cwd=cwd, env=kernel_env, tag=self.tag
+                    argv=["-f", str(connection_file), *_FORKED_ARGS], cwd=cwd, env=kernel_env, tag=self.tag
                 )
                 self.forked = True
             else:
@@ -165,7 +179,8 @@ class PythonKernel(Kernel):
         except Exception as exc:  # any failure to start is an engine failure, not user error
             await self.shutdown()
             raise BackendError(f"The Python kernel did not start: {exc}") from exc
-        reply = await self.execute(_SETUP_CODE, NullSink(), silent=True)
+        hooks_loaded = self.forked and self._forkserver is not None and self._forkserver.hooks_loaded
+        reply = await self.execute(_FORKED_SETUP_CODE if hooks_loaded else _SETUP_CODE, NullSink(), silent=True)
         if reply.error is not None or reply.died:
             await self.shutdown()
             raise BackendError(f"The Python kernel could not be prepared: {reply.error or 'it exited'}")

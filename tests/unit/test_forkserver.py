@@ -210,3 +210,27 @@ def test_an_orphaned_forked_kernel_is_reaped_at_the_next_start(tmp_path: Path) -
     assert psutil.pid_exists(kernel), "the crash should have left the kernel to reap"
     with CodeRunner(runtime_dir=str(tmp_path), pool_size=0):
         assert _wait_gone(kernel), f"orphaned kernel {kernel} was not reaped"
+
+
+def test_the_server_prepares_what_every_kernel_shares(runner: CodeRunner) -> None:
+    runner.execute("pass")
+    server = _engine(runner)._forkserver
+    # The app's configuration and coderunner's hooks are made once in the server, not in each kernel.
+    assert server.prepared and server.hooks_loaded
+
+
+async def test_a_kernel_with_other_arguments_than_the_prepared_ones_still_starts(tmp_path: Path) -> None:
+    from coderunner.engine.base import NullSink
+    from coderunner.engine.forkserver import ForkServer
+    from coderunner.engine.python import PythonKernel
+
+    server = ForkServer(sys.executable, dict(os.environ), kernel_args=["--HistoryManager.enabled=True"])
+    kernel = PythonKernel(forkserver=server)
+    try:
+        await kernel.start(tmp_path, dict(os.environ), tmp_path)
+        assert kernel.forked and server.prepared
+        reply = await kernel.execute("assert 6 * 7 == 42", NullSink())
+        assert reply.error is None and reply.exit_code == 0
+    finally:
+        await kernel.shutdown()
+        await server.close()
