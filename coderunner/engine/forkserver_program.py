@@ -79,6 +79,18 @@ _KERNEL_STEPS = (
 )
 
 
+def _set_dumpable(value: int) -> None:
+    """PR_SET_DUMPABLE: 0 makes this process's memory, /proc files and open pipes unreachable to code of the
+    same user (kernels must not write requests into the server's pipes or read its events); children set 1
+    again, so the engine can read their /proc figures and they can read their own."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(4, value, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
 def _send(fd: int, message: dict[str, Any]) -> None:
     # One write per line: writes under PIPE_BUF are atomic, so the server's lines and its children's
     # never interleave on the shared pipe.
@@ -182,6 +194,7 @@ def _become_kernel(request: dict[str, Any], status_fd: int) -> None:
     """In the forked child: turn into the kernel the request describes (never returns)."""
     rid = request["id"]
     try:
+        _set_dumpable(1)
         os.setsid()  # the kernel leads its own process group, like a spawned one: interrupts and kills reach `!cmd`
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -295,6 +308,7 @@ class _Server:
 def main() -> None:
     """Import, say ready, fork kernels on request until the input ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for kernels; the server is only ever killed
+    _set_dumpable(0)
     server = _Server()
     try:
         import ipykernel

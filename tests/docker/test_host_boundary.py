@@ -165,6 +165,36 @@ def test_the_agent_key_cannot_be_read_from_inside(session: Session) -> None:
     assert lines[5] == "False []"
 
 
+def test_the_fork_servers_pipes_and_memory_cannot_be_reached_from_inside(session: Session) -> None:
+    # The kernel's parent is the Python fork server: its pipes carry the engine's requests and its children's
+    # exits, so code writing into them could have kernels forked or deaths reported that never happened.
+    r = session.execute(
+        textwrap.dedent(
+            """
+            import os
+            server = os.getppid()
+            print(b'forkserver_program' in open(f'/proc/{server}/cmdline', 'rb').read())
+            tries = (('fd/0', os.O_WRONLY), ('fd/1', os.O_RDONLY), ('environ', os.O_RDONLY), ('mem', os.O_RDONLY))
+            for name, flags in tries:
+                try:
+                    os.close(os.open(f'/proc/{server}/{name}', flags))
+                    print(name, 'opened')
+                except OSError as exc:
+                    print(name, type(exc).__name__)
+            print(open('/proc/self/status').read().count('VmHWM'))  # a kernel can still read its own figures
+            """
+        )
+    )
+    assert r.stdout.splitlines() == [
+        "True",
+        "fd/0 PermissionError",
+        "fd/1 PermissionError",
+        "environ PermissionError",
+        "mem PermissionError",
+        "1",
+    ], r
+
+
 def test_downloads_are_capped(sandbox_image: str) -> None:
     with CodeRunner(backend="docker", image=sandbox_image, max_download_bytes=2 * 1024**2, pool_size=0) as runner:
         runner.execute("open('big.bin', 'wb').write(b'x' * (3 * 1024 * 1024))\nopen('ok.bin', 'wb').write(b'y' * 10)")
