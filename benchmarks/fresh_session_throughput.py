@@ -222,6 +222,39 @@ def make_runner(backend: str) -> CodeRunner | str:
     return f"skipped: unknown backend {backend!r} (use inprocess, inprocess-spawn, docker, docker-runsc)"
 
 
+COLD = int(os.environ.get("BENCH_COLD", "5"))
+REFILL = int(os.environ.get("BENCH_REFILL", "4"))
+
+
+def docker_start_figures(backend: str) -> dict[str, Any]:
+    """A cold container (no pool) to its first result, and how fast a pool of REFILL containers fills."""
+    runtime = {"runtime": "runsc"} if backend == "docker-runsc" else {}
+    cold: list[float] = []
+    with CodeRunner(backend="docker", pool_size=0, **runtime) as runner:
+        with runner.session() as first:  # image checked, daemon connection made
+            first.execute("pass")
+        for _ in range(COLD):
+            t = time.perf_counter()
+            with runner.session() as session:
+                result = session.execute("print(1)")
+                cold.append((time.perf_counter() - t) * 1000)
+            assert result.stdout == "1\n", result
+    t = time.perf_counter()
+    with CodeRunner(backend="docker", pool_size=REFILL, **runtime) as runner:
+        runner.backend._fleet.fill_pool()  # type: ignore[attr-defined]
+        full = wait_for_pool(runner, timeout=300)
+        fill_s = time.perf_counter() - t
+    return {
+        "cold_container_session_to_first_result": summary(cold),
+        "pool_refill": {
+            "containers": REFILL,
+            "seconds_to_full_from_runner_start": round(fill_s, 3),
+            "containers_per_s": round(REFILL / fill_s, 3),
+            "filled": full,
+        },
+    }
+
+
 def measure_backend(backend: str, progs: list[Program], baseline: dict[str, Outcome], base_rate: float) -> Any:
     runner = make_runner(backend)
     if isinstance(runner, str):
@@ -240,6 +273,7 @@ def measure_backend(backend: str, progs: list[Program], baseline: dict[str, Outc
     }
     stdout_differs = sorted(pid for pid, o in outcomes.items() if o.stdout != baseline[pid].stdout)
     rate = len(progs) / wall
+    extra = docker_start_figures(backend) if backend.startswith("docker") else {}
     phases = {
         name: round(statistics.median(o.phases_ms[name] for o in outcomes.values()), 3)
         for name in ("create", "execute", "close")
@@ -254,6 +288,7 @@ def measure_backend(backend: str, progs: list[Program], baseline: dict[str, Outc
         "verdict_disagreements": len(disagreements),
         "disagreeing_ids": disagreements,
         "stdout_differs_ids": stdout_differs,
+        **extra,
     }
 
 

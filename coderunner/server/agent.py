@@ -402,8 +402,6 @@ def run_agent(
     """
     import site
 
-    import uvicorn
-
     from coderunner.backends.inprocess import AsyncInProcessBackend
 
     key = _take_agent_key(uds, api_key)
@@ -413,7 +411,11 @@ def run_agent(
     with contextlib.suppress(OSError):
         os.makedirs(site.getusersitepackages(), exist_ok=True)
     settings = Settings.from_env()
+    # The engine first: it starts warming its first kernel (the fork server's imports) on its own thread while
+    # this one imports the web server and builds the app, so the container's first session waits less.
     backend = AsyncInProcessBackend(settings)
+    import uvicorn
+
     inner = agent_app(backend, Path(workdir), api_key)
     app = _ProveAnswers(_FastExecute(inner, inner.state.executions, api_key), key)
     # Only the host that started the container connects: keep its connections open (no reconnects, and no
