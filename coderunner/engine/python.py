@@ -170,7 +170,9 @@ class PythonKernel(Kernel):
                 )
             kc = AsyncKernelClient(context=_context())
             kc.load_connection_info(info)
-            kc.start_channels()
+            # Shell and IOPub only: input is never allowed, interrupts are signals, and liveness is the process
+            # itself (the heartbeat channel is a thread per kernel, started and joined for nothing).
+            kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
             self._kc = kc
             await self._wait_ready(_START_TIMEOUT)
         except asyncio.CancelledError:
