@@ -102,6 +102,9 @@ class Kernel(abc.ABC):
     tag: str | None = None
     """Set by the engine before :meth:`start`: the value of ``CODERUNNER_KERNEL_TAG`` in the environment it
     starts the kernel with, inherited by every process the kernel starts (see :mod:`coderunner.engine.processes`)."""
+    started: float | None = None
+    """Set by the engine after :meth:`start`: the interpreter's :func:`~coderunner.engine.processes.start_mark`
+    (everything that carries its tag started then or later)."""
 
     @abc.abstractmethod
     async def start(self, cwd: Path, env: Mapping[str, str], runtime_dir: Path) -> None:

@@ -265,6 +265,8 @@ class Engine:
         finally:
             if kernel.pid is not None:
                 self.register_process(kernel.pid)
+        if kernel.pid is not None:
+            kernel.started = processes.start_mark(kernel.pid)
         return kernel
 
     def _new_kernel(self, language: str) -> Kernel:

@@ -80,9 +80,11 @@ _KERNEL_STEPS = (
 
 
 def _set_dumpable(value: int) -> None:
-    """PR_SET_DUMPABLE: 0 makes this process's memory, /proc files and open pipes unreachable to code of the
-    same user (kernels must not write requests into the server's pipes or read its events); children set 1
-    again, so the engine can read their /proc figures and they can read their own."""
+    """Set PR_SET_DUMPABLE (0: code of the same user can reach neither this process's memory nor its pipes).
+
+    The server is not dumpable, so kernels cannot write requests into its pipes or read its events; children
+    set 1 again, so the engine can read their /proc figures and they can read their own.
+    """
     if not sys.platform.startswith("linux"):
         return
     import ctypes

@@ -166,7 +166,18 @@ def _tag_in(environ: bytes) -> str | None:
     return environ[start : end if end >= 0 else len(environ)].decode("utf-8", "replace")
 
 
-def _scan_linux(tags: bool) -> dict[int, ProcInfo]:
+def start_mark(pid: int) -> float | None:
+    """``pid``'s start time in the unit of :attr:`ProcInfo.start` on this system (None: no such process)."""
+    if sys.platform.startswith("linux"):
+        stat = _read(f"/proc/{pid}/stat")
+        try:
+            return float(stat[stat.rfind(b")") + 2 :].split()[19]) if stat else None
+        except (IndexError, ValueError):
+            return None
+    return pid_signature(pid)
+
+
+def _scan_linux(tags: bool, since: float | None) -> dict[int, ProcInfo]:
     procs: dict[int, ProcInfo] = {}
     try:
         names = os.listdir("/proc")
@@ -193,21 +204,21 @@ def _scan_linux(tags: bool) -> dict[int, ProcInfo]:
             continue
         zombie = state in (b"Z", b"X")
         tag = None
-        if tags and not zombie:
+        if tags and not zombie and (since is None or float(start) >= since):
             environ = _read(f"/proc/{name}/environ")  # EACCES for other users' processes: None
             tag = _tag_in(environ) if environ else None
         procs[int(name)] = ProcInfo(int(name), ppid, pgrp, sid, zombie, threads, float(start), tag)
     return procs
 
 
-def _scan_psutil(tags: bool) -> dict[int, ProcInfo]:
+def _scan_psutil(tags: bool, since: float | None) -> dict[int, ProcInfo]:
     procs: dict[int, ProcInfo] = {}
     for proc in psutil.process_iter():
         try:
             with proc.oneshot():
                 zombie = proc.status() == psutil.STATUS_ZOMBIE
                 tag = None
-                if tags and not zombie:
+                if tags and not zombie and (since is None or proc.create_time() >= since):
                     with contextlib.suppress(psutil.Error):
                         tag = proc.environ().get(TAG_VAR)
                 procs[proc.pid] = ProcInfo(
@@ -225,11 +236,15 @@ def _scan_psutil(tags: bool) -> dict[int, ProcInfo]:
     return procs
 
 
-def scan(*, tags: bool = True) -> dict[int, ProcInfo]:
-    """Every process we can see, by pid; ``tags`` reads each one's :data:`TAG_VAR` (our uid's only)."""
+def scan(*, tags: bool = True, since: float | None = None) -> dict[int, ProcInfo]:
+    """Every process we can see, by pid; ``tags`` reads each one's :data:`TAG_VAR` (our uid's only).
+
+    With ``since`` (a :func:`start_mark`), only processes started then or later have their tag read (reading
+    every environment is most of a scan's cost); older ones are listed without it.
+    """
     if sys.platform.startswith("linux"):
-        return _scan_linux(tags)
-    return _scan_psutil(tags)
+        return _scan_linux(tags, since)
+    return _scan_psutil(tags, since)
 
 
 def _descendants(procs: Mapping[int, ProcInfo], root: int) -> set[int]:
@@ -273,10 +288,12 @@ def _signal(pid: int, sig: int) -> bool:
     return True
 
 
-def _kill_selected(select: Callable[[Mapping[int, ProcInfo]], set[int]], spare: Collection[int]) -> list[ProcInfo]:
+def _kill_selected(
+    select: Callable[[Mapping[int, ProcInfo]], set[int]], spare: Collection[int], since: float | None = None
+) -> list[ProcInfo]:
     frozen: dict[int, ProcInfo] = {}
     for _ in range(_MAX_ROUNDS):
-        procs = scan()
+        procs = scan(since=since)
         new = [
             procs[pid]
             for pid in select(procs)
@@ -293,19 +310,23 @@ def _kill_selected(select: Callable[[Mapping[int, ProcInfo]], set[int]], spare: 
     return list(frozen.values())
 
 
-def kill_leftovers(tags: Collection[str], kernel_pids: Collection[int] = ()) -> list[ProcInfo]:
+def kill_leftovers(
+    tags: Collection[str], kernel_pids: Collection[int] = (), *, since: float | None = None
+) -> list[ProcInfo]:
     """Kill every live process started from the given kernels (see :func:`leftovers`); the kernels are spared.
 
     Args:
         tags: The kernels' tags.
         kernel_pids: Kernels that keep running: spared, while their descendants and group go.
+        since: The :func:`start_mark` of the oldest of those kernels, when known: a process that carries a
+            kernel's tag was started after it, so older ones need not have their environment read.
 
     Returns:
         The processes that were killed (as they were just before).
     """
     if not tags and not kernel_pids:
         return []
-    return _kill_selected(lambda procs: leftovers(procs, tags, kernel_pids), kernel_pids)
+    return _kill_selected(lambda procs: leftovers(procs, tags, kernel_pids), kernel_pids, since)
 
 
 def kill_engine_processes(engine_names: Collection[str]) -> list[ProcInfo]:

@@ -280,11 +280,12 @@ class EngineSession:
         if tag is None:
             return []
         kernel_pids = [kernel.pid] if keep_kernel and kernel.pid is not None and kernel.is_alive() else []
-        killed = processes.kill_leftovers({tag}, kernel_pids)
+        since = kernel.started
+        killed = processes.kill_leftovers({tag}, kernel_pids, since=since)
         if killed:
             # One that was between fork() and our scan escaped the freeze: look once more.
             await asyncio.sleep(0.05)
-            killed += processes.kill_leftovers({tag}, kernel_pids)
+            killed += processes.kill_leftovers({tag}, kernel_pids, since=since)
         return killed
 
     async def _collect(self, kernel: Kernel, killed: list[processes.ProcInfo]) -> None:

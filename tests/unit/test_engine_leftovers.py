@@ -275,3 +275,22 @@ def test_bash_functions_named_like_the_loops_builtins_are_not_run_by_it(runner: 
     runner.execute("sleep 30", "bash", timeout=0.5)  # the interrupt path of the loop, too
     assert runner.execute("echo ok", "bash").stdout == "ok\n"
     assert not log.exists(), log.read_text()
+
+
+def test_a_scan_since_a_start_reads_tags_only_of_processes_started_then_or_later() -> None:
+    from coderunner.engine import processes
+
+    tag = "e-scan-test:000000000000"
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, processes.TAG_VAR: tag})
+    try:
+        deadline = time.monotonic() + 10  # until exec: before it, /proc shows the forking parent's environment
+        while b"sleep" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        mark = processes.start_mark(proc.pid)
+        assert mark is not None
+        assert processes.scan(since=mark)[proc.pid].tag == tag
+        assert processes.scan(since=mark + 1)[proc.pid].tag is None  # older than asked: its environment is not read
+        assert processes.scan()[proc.pid].tag == tag
+    finally:
+        proc.kill()
+        proc.wait()
