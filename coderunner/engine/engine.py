@@ -112,7 +112,12 @@ _T = TypeVar("_T")
 
 
 class Engine:
-    """Owns every session and kernel of one runner or server. All methods run on one event loop."""
+    """Owns every session and kernel of one runner or server. All methods run on one event loop.
+
+    The InProcess backend shares one engine between the runners of a process (see
+    :mod:`coderunner.backends.inprocess`): they pass their own :class:`Settings` to :meth:`create_session`
+    and :meth:`execute`, and keep track of which sessions are theirs.
+    """
 
     def __init__(
         self,
@@ -294,9 +299,15 @@ class Engine:
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def create_session(self, spec: SessionSpec | None = None, *, warm: bool = True) -> SessionInfo:
-        """Create a session as ``spec`` says; with ``warm`` its default language's interpreter is started now."""
+    async def create_session(
+        self, spec: SessionSpec | None = None, *, warm: bool = True, settings: Settings | None = None
+    ) -> SessionInfo:
+        """Create a session as ``spec`` says; with ``warm`` its default language's interpreter is started now.
+
+        ``settings`` are the asking runner's (its default ``idle_timeout``); default: the engine's.
+        """
         spec = spec or SessionSpec()
+        settings = settings or self.settings
         language = spec.language
         self._check_open()
         with self._sessions.reserve() as place:
@@ -315,7 +326,7 @@ class Engine:
                 working_dir=wd,
                 owns_dir=owns,
                 env=dict(spec.env),
-                idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else self.settings.idle_timeout,
+                idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else settings.idle_timeout,
                 lifetime=spec.lifetime,
                 metadata=dict(spec.metadata),
                 backend_name=self.backend_name,
@@ -343,6 +354,10 @@ class Engine:
             SessionNotFoundError: Unknown, closed or expired, with the reason when known.
         """
         return self._sessions.get(session_id)
+
+    def has_session(self, session_id: str) -> bool:
+        """Whether ``session_id`` is a live session (not closed, not expired)."""
+        return session_id in self._sessions
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a live session."""
@@ -396,15 +411,21 @@ class Engine:
         *,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
+        settings: Settings | None = None,
     ) -> ExecutionResult:
-        """Run ``request`` (checked when it was made) in a session; see :meth:`EngineSession.execute`."""
+        """Run ``request`` (checked when it was made) in a session; see :meth:`EngineSession.execute`.
+
+        ``settings`` are the asking runner's (default timeout, output cap, grace, file tracking); default:
+        the engine's.
+        """
         session = self.session(session_id)
         lang = request.language_or(session.language)
+        settings = settings or self.settings
         limits = ExecutionLimits(
-            timeout=request.timeout_or(self.settings.timeout),
-            max_output_chars=self.settings.max_output_chars,
-            interrupt_grace=self.settings.interrupt_grace,
-            track_files=self.settings.track_files,
+            timeout=request.timeout_or(settings.timeout),
+            max_output_chars=settings.max_output_chars,
+            interrupt_grace=settings.interrupt_grace,
+            track_files=settings.track_files,
         )
         self.totals["executions"] += 1
         return await session.execute(request.code, lang, limits, on_stdout, on_stderr)
