@@ -22,6 +22,7 @@ _SETTING_NAMES = (
     "max_sessions",
     "idle_timeout",
     "pool_size",
+    "pool_max",
     "runtime_dir",
     "interrupt_grace",
     "track_files",
