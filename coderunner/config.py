@@ -46,6 +46,11 @@ class Settings:
     """Seconds an interrupted execution gets before its interpreter is restarted (CODERUNNER_INTERRUPT_GRACE)."""
     track_files: bool = True
     """Report files each execution created or modified (CODERUNNER_TRACK_FILES)."""
+    shared_engine: bool = True
+    """InProcess runners of one process with the same ``runtime_dir`` share one engine: its loop thread
+    and warm pool, so a second runner's first session is a pooled kernel (CODERUNNER_SHARED_ENGINE;
+    0 = each runner starts an engine of its own, e.g. so a slow output callback, which runs on the
+    engine's thread, cannot hold up other runners)."""
     max_answer_bytes: int = 64 * 1024**2
     """Longest answer the host reads from a sandbox's agent, e.g. one result (CODERUNNER_MAX_ANSWER_BYTES)."""
     max_download_bytes: int = 512 * 1024**2
@@ -93,6 +98,7 @@ ENV_VARS: dict[str, str] = {
     "runtime_dir": "CODERUNNER_RUNTIME_DIR",
     "interrupt_grace": "CODERUNNER_INTERRUPT_GRACE",
     "track_files": "CODERUNNER_TRACK_FILES",
+    "shared_engine": "CODERUNNER_SHARED_ENGINE",
     "max_answer_bytes": "CODERUNNER_MAX_ANSWER_BYTES",
     "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
 }
@@ -108,5 +114,6 @@ _PARSERS: dict[str, Parser] = {
     "max_download_bytes": int,
     "interrupt_grace": float,
     "track_files": parse_flag,
+    "shared_engine": parse_flag,
 }
 _VARIABLES = {name: (var, _PARSERS.get(name, str)) for name, var in ENV_VARS.items()}

@@ -26,6 +26,7 @@ _SETTING_NAMES = (
     "runtime_dir",
     "interrupt_grace",
     "track_files",
+    "shared_engine",
     "max_answer_bytes",
     "max_download_bytes",
 )

@@ -128,3 +128,37 @@ def test_a_burst_raises_the_target_up_to_pool_max_and_it_falls_back_to_pool_size
         for session in sessions:
             assert session.execute("print(6 * 7)").stdout == "42\n"
             session.close()
+
+
+def test_surplus_kernels_are_shut_down_once_demand_falls(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=1, pool_max=2) as runner:
+        engine = _engine_of(runner)
+        engine.pool_window = 600.0  # the burst stays recent until the pool has grown, however slow the machine
+        sessions = _burst(runner, 4)
+        assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 2)
+        assert _stats(runner)["pool_target"] == 2
+        # Demand is now forgotten; the next look at the pool (here: a runner joining the engine) finds
+        # the target back at pool_size and shuts the surplus kernel down.
+        engine.pool_window = 0.001
+        with CodeRunner(runtime_dir=str(tmp_path), pool_size=1) as joining:
+            assert _engine_of(joining) is engine
+            assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 1)
+            assert _stats(runner)["pool_target"] == 1
+        for session in sessions:
+            session.close()
+
+
+def test_the_pool_refills_in_parallel_up_to_its_bound(tmp_path: Path) -> None:
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
+        engine = _engine_of(runner)
+        engine.pool_starts = 2  # whatever this machine's CPU count makes the default
+        sampler = _Sampler(runner)
+        # A runner asking for three warm kernels joins: two start at once, then the third.
+        with CodeRunner(runtime_dir=str(tmp_path), pool_size=3, pool_max=3):
+            assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 3)
+            assert _stats(runner)["pool_target"] == 3
+        # It left: the pool follows the remaining runner's pool_size=0.
+        assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 0)
+        peak = sampler.stop()
+        assert peak["pool_starting"] <= 2
+        assert peak["pooled_kernels"] == 3
