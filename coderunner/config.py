@@ -34,13 +34,23 @@ class Settings:
     idle_timeout: float | None = 3600.0
     """Seconds without activity after which a session expires (CODERUNNER_SESSION_IDLE_TIMEOUT; 0 = never)."""
     pool_size: int = 1
-    """Python kernels kept started and ready for new sessions (CODERUNNER_POOL_SIZE; 0 disables the pool)."""
+    """Python kernels kept started and ready for new sessions (CODERUNNER_POOL_SIZE; 0 disables the pool).
+    The InProcess pool's floor: it grows towards ``pool_max`` while sessions are taken quickly."""
+    pool_max: int = 4
+    """Most Python kernels the InProcess pool keeps warm when sessions are taken quickly: as many as were
+    taken in the last 30 s, between ``pool_size`` and this (CODERUNNER_POOL_MAX; below ``pool_size``
+    counts as ``pool_size``). Surplus kernels are shut down once demand falls."""
     runtime_dir: str = field(default_factory=_default_runtime_dir)
     """Where kernels' sockets and default session directories live (CODERUNNER_RUNTIME_DIR)."""
     interrupt_grace: float = 3.0
     """Seconds an interrupted execution gets before its interpreter is restarted (CODERUNNER_INTERRUPT_GRACE)."""
     track_files: bool = True
     """Report files each execution created or modified (CODERUNNER_TRACK_FILES)."""
+    shared_engine: bool = True
+    """InProcess runners of one process with the same ``runtime_dir`` share one engine: its loop thread
+    and warm pool, so a second runner's first session is a pooled kernel (CODERUNNER_SHARED_ENGINE;
+    0 = each runner starts an engine of its own, e.g. so a slow output callback, which runs on the
+    engine's thread, cannot hold up other runners)."""
     max_answer_bytes: int = 64 * 1024**2
     """Longest answer the host reads from a sandbox's agent, e.g. one result (CODERUNNER_MAX_ANSWER_BYTES)."""
     max_download_bytes: int = 512 * 1024**2
@@ -69,6 +79,8 @@ class Settings:
             raise ConfigurationError("max_sessions must be at least 1.")
         if self.pool_size < 0:
             raise ConfigurationError("pool_size cannot be negative.")
+        if self.pool_max < 0:
+            raise ConfigurationError("pool_max cannot be negative.")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError("timeout must be positive (or None for no limit).")
         if self.interrupt_grace <= 0:
@@ -88,9 +100,11 @@ ENV_VARS: dict[str, str] = {
     "max_sessions": "CODERUNNER_MAX_SESSIONS",
     "idle_timeout": "CODERUNNER_SESSION_IDLE_TIMEOUT",
     "pool_size": "CODERUNNER_POOL_SIZE",
+    "pool_max": "CODERUNNER_POOL_MAX",
     "runtime_dir": "CODERUNNER_RUNTIME_DIR",
     "interrupt_grace": "CODERUNNER_INTERRUPT_GRACE",
     "track_files": "CODERUNNER_TRACK_FILES",
+    "shared_engine": "CODERUNNER_SHARED_ENGINE",
     "max_answer_bytes": "CODERUNNER_MAX_ANSWER_BYTES",
     "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
     "kernel_start": "CODERUNNER_KERNEL_START",
@@ -102,9 +116,11 @@ _PARSERS: dict[str, Parser] = {
     "max_output_chars": int,
     "max_sessions": int,
     "pool_size": int,
+    "pool_max": int,
     "max_answer_bytes": int,
     "max_download_bytes": int,
     "interrupt_grace": float,
     "track_files": parse_flag,
+    "shared_engine": parse_flag,
 }
 _VARIABLES = {name: (var, _PARSERS.get(name, str)) for name, var in ENV_VARS.items()}

@@ -39,8 +39,8 @@ class CodeRunner:
         working_dir: Directory for the default session (default: a fresh private one).
         lifetime: Hard lifetime of the default session in seconds (default: none).
         **options: Settings (``timeout``, ``max_output_chars``, ``max_sessions``, ``idle_timeout``,
-            ``pool_size``, ``runtime_dir``, ``interrupt_grace``, ``track_files``) and backend options
-            (e.g. ``api_key``, ``base_url`` for 'instavm').
+            ``pool_size``, ``pool_max``, ``runtime_dir``, ``interrupt_grace``, ``track_files``,
+            ``shared_engine``) and backend options (e.g. ``api_key``, ``base_url`` for 'instavm').
 
     Example:
         >>> with CodeRunner() as runner:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -15,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +27,7 @@ from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel, ipc_leftovers
+from coderunner.engine.demand import DEMAND_WINDOW, PoolDemand
 from coderunner.engine.forkserver import ForkServer, fork_supported
 from coderunner.engine.processes import pid_signature
 from coderunner.engine.session import EngineSession, ExecutionLimits
@@ -112,8 +114,29 @@ def reap_orphans(runtime_root: Path) -> int:
 _T = TypeVar("_T")
 
 
+def _cpus() -> int:
+    # The CPUs this process may run on (a container or taskset may allow fewer than the machine has).
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity is not None else os.cpu_count() or 1)
+
+
+# Half the CPUs: refilling the pool is background work, and must leave room for the code that runs and
+# for the kernel starts sessions wait on.
+_POOL_STARTS = max(1, _cpus() // 2)
+
+
 class Engine:
-    """Owns every session and kernel of one runner or server. All methods run on one event loop."""
+    """Owns every session and kernel of one runner or server. All methods run on one event loop.
+
+    The InProcess backend shares one engine between the runners of a process (see
+    :mod:`coderunner.backends.inprocess`): they pass their own :class:`Settings` to :meth:`create_session`
+    and :meth:`execute`, and keep track of which sessions are theirs.
+    """
+
+    pool_starts: int = _POOL_STARTS
+    """Most pool kernel starts under way at once: a start is CPU-bound, so more at once only slows each."""
+    pool_window: float = DEMAND_WINDOW
+    """Seconds of demand the pool remembers: its target is the kernels taken in that time (see demand.py)."""
 
     def __init__(
         self,
@@ -138,7 +161,10 @@ class Engine:
         self.root = Path(settings.runtime_dir)
         self.dir = self.root / f"e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.created = time.time()
-        self.totals = {"sessions_created": 0, "executions": 0}
+        # pool_hits / pool_misses: kernels of a pooled language handed out warm / started for the asker.
+        self.totals = {"sessions_created": 0, "executions": 0, "pool_hits": 0, "pool_misses": 0}
+        self._demand: dict[str, PoolDemand] = {}
+        self._pool_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -221,35 +247,85 @@ class Engine:
 
     # -- kernels and pool --------------------------------------------------------------------------
 
+    def _demand_of(self, language: str) -> PoolDemand:
+        return self._demand.setdefault(language, PoolDemand())
+
     def _pool_target(self, language: str) -> int:
-        return self.settings.pool_size if languages.by_name(language).pooled else 0
+        if not languages.by_name(language).pooled:
+            return 0
+        return self._demand_of(language).target(
+            self.settings.pool_size, self.settings.pool_max, time.monotonic(), self.pool_window
+        )
+
+    def _warming(self, language: str | None = None) -> list[asyncio.Task[None]]:
+        """The pool's kernel starts under way (for ``language``, or all of them)."""
+        names = {f"pool-{language}"} if language else {f"pool-{lang}" for lang in languages.LANGUAGES}
+        # A copy first: stats() reads this from the caller's thread while the loop adds and removes tasks.
+        return [t for t in list(self._pool_tasks) if t.get_name() in names]
 
     def _fill_pool(self) -> None:
+        """Bring each pooled language to its target: start what is missing, shut a surplus down.
+
+        At most :attr:`pool_starts` starts are under way at once; each one that ends calls this again, so
+        the pool refills in parallel up to that bound. While demand keeps the target above ``pool_size``,
+        a timer calls this again when the oldest take leaves the window, which is how the pool shrinks.
+        """
         if self._closed:
             return
+        now = time.monotonic()
+        recheck: list[float] = []
         for language in (lang for lang in languages.LANGUAGES if languages.by_name(lang).pooled):
             queue = self._pool.setdefault(language, deque())
-            missing = (
-                self._pool_target(language)
-                - len(queue)
-                - sum(1 for t in self._pool_tasks if t.get_name() == f"pool-{language}")
-            )
-            for _ in range(max(missing, 0)):
-                task = asyncio.ensure_future(self._start_pooled(language))
-                task.set_name(f"pool-{language}")
-                self._pool_tasks.add(task)
-                task.add_done_callback(self._pool_tasks.discard)
+            target = self._pool_target(language)
+            while len(queue) > target:  # demand fell, or the runner that wanted a bigger pool left
+                self._pool_task(queue.pop().shutdown(), "pool-drop")
+            missing = target - len(queue) - len(self._warming(language))
+            room = self.pool_starts - len(self._warming())
+            for _ in range(max(min(missing, room), 0)):
+                self._pool_task(self._start_pooled(language), f"pool-{language}")
+            change = self._demand_of(language).next_change(now, self.pool_window)
+            if target > self.settings.pool_size and change is not None:
+                recheck.append(change)
+        if self._pool_timer is not None:
+            self._pool_timer.cancel()
+            self._pool_timer = None
+        if recheck:
+            # A little late rather than early: a timer may fire a clock tick before its time.
+            delay = max(min(recheck), 0.0) + 0.05
+            self._pool_timer = asyncio.get_running_loop().call_later(delay, self._fill_pool)
+
+    def _pool_task(self, coro: Coroutine[object, object, None], name: str) -> None:
+        # In _pool_tasks so close() cancels and awaits it (and a kernel half-started is shut down).
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._pool_tasks.add(task)
+        task.add_done_callback(self._pool_tasks.discard)
 
     async def _start_pooled(self, language: str) -> None:
         try:
             kernel = await self._start_kernel(language, self.dir / "pool", os.environ)
         except Exception as exc:  # the pool is an optimisation; a failed warm start must not surface here
             log.warning("could not pre-start a %s kernel: %s", language, exc)
-            return
+            return  # and no refill from here: a start that fails would fail again at once
         if self._closed:
             await kernel.shutdown()
             return
         self._pool.setdefault(language, deque()).append(kernel)
+        # This start is over: out of the count before the refill, so the next one may begin in its place.
+        me = asyncio.current_task()
+        if me is not None:
+            self._pool_tasks.discard(me)
+        self._fill_pool()
+
+    def set_pool_bounds(self, pool_size: int, pool_max: int) -> None:
+        """Keep between ``pool_size`` and ``pool_max`` warm kernels from now on; runs on the engine's loop.
+
+        A shared engine follows its runners with this: the largest ``pool_size`` and ``pool_max`` any of
+        them asked for. A pool above the new bounds is shut down to them at once.
+        """
+        self.settings = dataclasses.replace(self.settings, pool_size=pool_size, pool_max=pool_max)
+        if self._started:
+            self._fill_pool()
 
     async def _start_kernel(self, language: str, cwd: Path, env: Mapping[str, str]) -> Kernel:
         kernel = self._factory(language)
@@ -303,13 +379,23 @@ class Engine:
             (self.dir / "pids" / str(pid)).write_text(repr(ct))
 
     async def _provide(self, language: str, cwd: Path, env: Mapping[str, str]) -> Kernel:
-        queue = self._pool.get(language)
-        warming = [t for t in self._pool_tasks if t.get_name() == f"pool-{language}"]
-        if not queue and warming:
-            # A warm start is already under way (e.g. right after the runner was created):
-            # joining it is faster than starting a second kernel from scratch.
-            await asyncio.wait(warming, return_when=asyncio.FIRST_COMPLETED)
-            queue = self._pool.get(language)
+        queue = self._pool.setdefault(language, deque())
+        pooled = languages.by_name(language).pooled
+        if pooled:
+            demand = self._demand_of(language)
+            demand.took(time.monotonic())
+            self._fill_pool()  # the target may have grown: more starts can begin now, in parallel
+            while not queue:
+                warming = self._warming(language)
+                if len(warming) <= demand.waiting:
+                    break  # each start under way is spoken for: a start of our own beats waiting behind them
+                # A warm start is already under way (e.g. right after the runner was created):
+                # joining it is faster than starting a second kernel from scratch.
+                demand.waiting += 1
+                try:
+                    await asyncio.wait(warming, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    demand.waiting -= 1
         while queue:
             kernel = queue.popleft()
             self._fill_pool()
@@ -319,18 +405,27 @@ class Engine:
             try:
                 # The tag is the kernel's own: a session's environment must not replace it.
                 await kernel.configure(cwd, {k: v for k, v in env.items() if k != processes.TAG_VAR})
+                self.totals["pool_hits"] += 1
                 return kernel
             except Exception as exc:  # a bad pooled kernel: fall back to a fresh start
                 log.warning("discarding a pooled %s kernel: %s", language, exc)
                 await kernel.shutdown()
+        if pooled:
+            self.totals["pool_misses"] += 1
         full_env = _core.merge_env(os.environ, env)
         return await self._start_kernel(language, cwd, full_env)
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def create_session(self, spec: SessionSpec | None = None, *, warm: bool = True) -> SessionInfo:
-        """Create a session as ``spec`` says; with ``warm`` its default language's interpreter is started now."""
+    async def create_session(
+        self, spec: SessionSpec | None = None, *, warm: bool = True, settings: Settings | None = None
+    ) -> SessionInfo:
+        """Create a session as ``spec`` says; with ``warm`` its default language's interpreter is started now.
+
+        ``settings`` are the asking runner's (its default ``idle_timeout``); default: the engine's.
+        """
         spec = spec or SessionSpec()
+        settings = settings or self.settings
         language = spec.language
         self._check_open()
         with self._sessions.reserve() as place:
@@ -349,7 +444,7 @@ class Engine:
                 working_dir=wd,
                 owns_dir=owns,
                 env=dict(spec.env),
-                idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else self.settings.idle_timeout,
+                idle_timeout=spec.idle_timeout if spec.idle_timeout is not None else settings.idle_timeout,
                 lifetime=spec.lifetime,
                 metadata=dict(spec.metadata),
                 backend_name=self.backend_name,
@@ -377,6 +472,10 @@ class Engine:
             SessionNotFoundError: Unknown, closed or expired, with the reason when known.
         """
         return self._sessions.get(session_id)
+
+    def has_session(self, session_id: str) -> bool:
+        """Whether ``session_id`` is a live session (not closed, not expired)."""
+        return session_id in self._sessions
 
     async def get_session(self, session_id: str) -> SessionInfo:
         """Describe a live session."""
@@ -430,15 +529,21 @@ class Engine:
         *,
         on_stdout: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
+        settings: Settings | None = None,
     ) -> ExecutionResult:
-        """Run ``request`` (checked when it was made) in a session; see :meth:`EngineSession.execute`."""
+        """Run ``request`` (checked when it was made) in a session; see :meth:`EngineSession.execute`.
+
+        ``settings`` are the asking runner's (default timeout, output cap, grace, file tracking); default:
+        the engine's.
+        """
         session = self.session(session_id)
         lang = request.language_or(session.language)
+        settings = settings or self.settings
         limits = ExecutionLimits(
-            timeout=request.timeout_or(self.settings.timeout),
-            max_output_chars=self.settings.max_output_chars,
-            interrupt_grace=self.settings.interrupt_grace,
-            track_files=self.settings.track_files,
+            timeout=request.timeout_or(settings.timeout),
+            max_output_chars=settings.max_output_chars,
+            interrupt_grace=settings.interrupt_grace,
+            track_files=settings.track_files,
         )
         self.totals["executions"] += 1
         return await session.execute(request.code, lang, limits, on_stdout, on_stderr)
@@ -490,6 +595,8 @@ class Engine:
             "active_sessions": len(self._sessions),
             "running_executions": sum(1 for s in self._sessions.values() if s.busy),
             "pooled_kernels": sum(len(q) for q in self._pool.values()),
+            "pool_target": sum(self._pool_target(lang) for lang in languages.LANGUAGES),
+            "pool_starting": len(self._warming()),
             **self.totals,
         }
 
