@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coderunner._loop import LoopThread
 from coderunner.backends.bridge import SyncBrowserBridge
@@ -44,12 +44,14 @@ from coderunner.browser.config import BrowserSettings
 from coderunner.browser.models import BrowserSessionInfo
 from coderunner.browser.sugar import AsyncBrowserActionMethods
 from coderunner.config import Settings
-from coderunner.engine.browser.engine import BrowserEngine
 from coderunner.engine.engine import Engine
 from coderunner.engine.table import FULL, KEEP
 from coderunner.errors import CapacityError, ConfigurationError, SessionNotFoundError
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 from coderunner.specs import ExecRequest, SessionSpec
+
+if TYPE_CHECKING:  # imported on first use: most runners (and every code container's agent) never start it
+    from coderunner.engine.browser.engine import BrowserEngine
 
 __all__ = ["AsyncInProcessBackend", "InProcessBackend", "factory"]
 
@@ -296,6 +298,8 @@ class _Tenant:
 
     def get_browser(self) -> BrowserEngine:
         """The browser engine, created on first use (Chromium itself starts with the first session)."""
+        from coderunner.engine.browser.engine import BrowserEngine
+
         with self._browser_lock:
             if self.browser is None:
                 self.browser = BrowserEngine(
