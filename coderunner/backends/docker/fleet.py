@@ -179,7 +179,15 @@ class Fleet:
         self._lock = threading.Lock()
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="coderunner-docker")
         self._pool: WarmPool[Box] = WarmPool(
-            pool_size, start=self._warm_one, discard=self.remove, submit=self._threads.submit, noun="container"
+            pool_size,
+            start=self._warm_one,
+            discard=self.remove,
+            submit=self._threads.submit,
+            noun="container",
+            max_size=settings.pool_max,
+            # A container start is CPU-bound on this side too (the engine, runc, the agent's imports): at most
+            # one per two CPUs at once, as for kernels.
+            max_starts=max(1, (os.cpu_count() or 2) // 2),
         )
         self._boxes: dict[str, Box] = {}
         self._counter = 0
