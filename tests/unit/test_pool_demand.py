@@ -63,8 +63,8 @@ def test_pool_max_is_a_setting_with_a_variable() -> None:
 class _Sampler:
     """Reads a runner's stats every few milliseconds on a thread; keeps the largest value of each figure.
 
-    A start under way lasts a whole kernel start (hundreds of milliseconds), so a bound broken for one
-    would be seen many times over.
+    Only for states that last: a bound broken by a start under way lasts a whole kernel start (hundreds of
+    milliseconds), and a raised target the whole demand window, so either is seen many times over.
     """
 
     def __init__(self, runner: CodeRunner) -> None:
@@ -113,7 +113,9 @@ def test_a_burst_raises_the_target_up_to_pool_max_and_it_falls_back_to_pool_size
     with CodeRunner(runtime_dir=str(tmp_path), pool_size=1, pool_max=2) as runner:
         engine = _engine_of(runner)
         engine.pool_starts = 1  # below what the target asks for, so the bound is what limits the starts
-        engine.pool_window = 2.0  # a short memory, so the test sees the target fall without waiting 30 s
+        # A short memory, so the test sees the target fall without waiting 30 s; long enough for the sampler
+        # to see the raised target, however loaded the machine.
+        engine.pool_window = 5.0
         assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 1)
         sampler = _Sampler(runner)
         sessions = _burst(runner, 4)
@@ -159,6 +161,4 @@ def test_the_pool_refills_in_parallel_up_to_its_bound(tmp_path: Path) -> None:
             assert _stats(runner)["pool_target"] == 3
         # It left: the pool follows the remaining runner's pool_size=0.
         assert _eventually(lambda: _stats(runner)["pooled_kernels"] == 0)
-        peak = sampler.stop()
-        assert peak["pool_starting"] <= 2
-        assert peak["pooled_kernels"] == 3
+        assert sampler.stop()["pool_starting"] <= 2
