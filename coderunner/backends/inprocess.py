@@ -287,7 +287,9 @@ class _Tenant:
         sessions = list(self.live_sessions())
         results = await asyncio.gather(*(self.engine.close_session(s) for s in sessions), return_exceptions=True)
         for error in (r for r in results if isinstance(r, BaseException)):
-            log.warning("closing a session of a closed runner failed: %s", error)
+            # Not a warning: at interpreter exit the engine's file threads are gone already, and what is
+            # left of the session dies with the engine (the last runner out, or the exit hook) anyway.
+            log.debug("closing a session of a closed runner failed: %s", error)
         self.live.clear()
         if self.browser is not None:
             await self.browser.close()
