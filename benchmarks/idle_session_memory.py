@@ -83,8 +83,12 @@ def coderunner_sessions(**options: Any) -> dict[str, Any]:
         pooled = sorted(registered - set(kernel_pids) - {server})
         trees = [tree_memory(pid) for pid in kernel_pids]
         pool_trees = [tree_memory(pid) for pid in pooled if psutil.pid_exists(pid)]
-        # The fork server holds the pages its kernels share (counted, split, in each kernel's PSS too).
-        server_memory = tree_memory(server) if server is not None else None
+        # The fork server alone (not its children, the kernels): it holds the pages they share, counted, split,
+        # in each kernel's PSS too.
+        server_memory = None
+        if server is not None:
+            info = psutil.Process(server).memory_full_info()
+            server_memory = {"pss_mib": round(info.pss / MIB, 2), "uss_mib": round(info.uss / MIB, 2)}
         host = psutil.Process().memory_full_info()
         return {
             "pool_size": runner.settings.pool_size,

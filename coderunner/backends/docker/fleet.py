@@ -27,6 +27,7 @@ from coderunner.backends.sandbox.agent_client import (
     KEY_FILE,
     AgentClient,
     AgentUnreachable,
+    connect_unix,
     new_key,
 )
 from coderunner.backends.sandbox.contract import (
@@ -72,6 +73,20 @@ def _is_socket(path: Path) -> bool:
         return stat.S_ISSOCK(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _accepts(path: Path) -> bool:
+    """True when the unix socket at ``path`` takes connections.
+
+    The agent's socket file exists from its bind(); until its listen() a connection is refused, and on a
+    loaded machine the first request can fall in between (seen as 'could not pre-start a container:
+    ConnectionRefusedError').
+    """
+    try:
+        connect_unix(path, timeout=1.0).close()  # pinned to the socket inode: never a link planted there
+    except OSError:
+        return False
+    return True
 
 
 def hand_over_key(sock_dir: Path, key: bytes, uid: int, gid: int) -> None:
@@ -408,7 +423,7 @@ class Fleet:
         checked = time.monotonic()
         cap = self.settings.max_answer_bytes
         while time.monotonic() < deadline:
-            if self.transport == "uds" and _is_socket(sock):
+            if self.transport == "uds" and _is_socket(sock) and _accepts(sock):
                 return AgentClient(key=key, uds=sock, max_bytes=cap)
             if time.monotonic() - checked > 0.5:
                 checked = time.monotonic()
