@@ -51,14 +51,35 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
-def _call_log_reason(exc: BaseException) -> str:
+_NOT_ACTIONABLE = "the element exists but did not become actionable (visible, enabled, stable and not covered)"
+
+
+def _call_log_reason(exc: BaseException) -> str | None:
     """The most telling line of Playwright's call log ('element is not visible', '... intercepts pointer events')."""
     text = str(getattr(exc, "message", None) or exc)
     lines = [ln.strip().lstrip("-").strip() for ln in text.split("Call log:", 1)[-1].splitlines()]
     for line in reversed(lines):
         if "element is not" in line or "intercepts pointer events" in line or "not an <input>" in line.lower():
             return re.sub(r"^\d+ \u00d7 ", "", line).strip()  # drop a repeat count such as "2 x "
-    return "the element exists but did not become actionable (visible, enabled, stable and not covered)"
+    return None
+
+
+async def _state_reason(page: Page, selector: str) -> str | None:
+    """Why the first match is not actionable, asked of the page itself (no waiting).
+
+    Playwright's call log says it too, but only once its own check has run: on a loaded machine a short
+    timeout can end before that, and the log then names nothing.
+    """
+    api = playwright_api()
+    element = page.locator(selector).first
+    try:
+        if not await element.is_visible():
+            return "element is not visible"
+        if not await element.is_enabled():
+            return "element is not enabled"
+    except api.Error:
+        return None
+    return None
 
 
 def _is_selector_error(message: str) -> bool:
@@ -118,4 +139,5 @@ async def timeout_error(
         )
     if count == 0:
         return BrowserTimeoutError(f"wait_for timed out after {waited}: no element matches {selector!r} on {page.url}.")
-    return BrowserTimeoutError(f"{action} on {selector!r} timed out after {waited}: {_call_log_reason(exc)}.")
+    reason = _call_log_reason(exc) or await _state_reason(page, selector) or _NOT_ACTIONABLE
+    return BrowserTimeoutError(f"{action} on {selector!r} timed out after {waited}: {reason}.")
