@@ -335,9 +335,9 @@ class ForkServer:
 
     async def close(self) -> None:
         """Stop the server (the kernels it forked are the engine's to kill). Idempotent."""
-        self._closed = True
-        await self._stop_reader()
+        # Killed first: the reader's last step waits for the server to exit, which must not take a second.
         self.kill_now()
+        await self._stop_reader()
 
     def kill_now(self) -> None:
         """Synchronously kill the server (for exit handlers)."""
