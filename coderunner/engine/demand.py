@@ -14,12 +14,26 @@ without waiting.
 from __future__ import annotations
 
 import bisect
+import os
 from collections import deque
 
-__all__ = ["DEMAND_WINDOW", "PoolDemand"]
+__all__ = ["DEMAND_WINDOW", "PoolDemand", "parallel_starts"]
 
 DEMAND_WINDOW = 30.0
 """Seconds of takes the target counts: long enough to span an agent's turn between two bursts of sessions."""
+
+
+def parallel_starts() -> int:
+    """Most warm starts a pool runs at once: half the CPUs this process may use, at least one.
+
+    Counted from the CPUs this process may run on (a container or taskset may allow fewer than the machine has).
+    A start (a kernel, a container) is CPU-bound, and refilling is background work that must leave room for
+    the code that runs and for the starts sessions wait on.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, cpus // 2)
+
 
 _REMEMBERED = 1024
 """Most takes remembered (the oldest are dropped first): far above any sensible ``pool_max``."""

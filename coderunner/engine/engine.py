@@ -27,7 +27,7 @@ from coderunner import _core, languages
 from coderunner.config import Settings
 from coderunner.engine import processes
 from coderunner.engine.base import Kernel, ipc_leftovers
-from coderunner.engine.demand import DEMAND_WINDOW, PoolDemand
+from coderunner.engine.demand import DEMAND_WINDOW, PoolDemand, parallel_starts
 from coderunner.engine.forkserver import ForkServer, fork_supported
 from coderunner.engine.processes import pid_signature
 from coderunner.engine.session import EngineSession, ExecutionLimits
@@ -114,17 +114,6 @@ def reap_orphans(runtime_root: Path) -> int:
 _T = TypeVar("_T")
 
 
-def _cpus() -> int:
-    # The CPUs this process may run on (a container or taskset may allow fewer than the machine has).
-    affinity = getattr(os, "sched_getaffinity", None)
-    return max(1, len(affinity(0)) if affinity is not None else os.cpu_count() or 1)
-
-
-# Half the CPUs: refilling the pool is background work, and must leave room for the code that runs and
-# for the kernel starts sessions wait on.
-_POOL_STARTS = max(1, _cpus() // 2)
-
-
 class Engine:
     """Owns every session and kernel of one runner or server. All methods run on one event loop.
 
@@ -133,7 +122,7 @@ class Engine:
     and :meth:`execute`, and keep track of which sessions are theirs.
     """
 
-    pool_starts: int = _POOL_STARTS
+    pool_starts: int = parallel_starts()
     """Most pool kernel starts under way at once: a start is CPU-bound, so more at once only slows each."""
     pool_window: float = DEMAND_WINDOW
     """Seconds of demand the pool remembers: its target is the kernels taken in that time (see demand.py)."""
@@ -346,12 +335,11 @@ class Engine:
         return kernel
 
     def _new_kernel(self, language: str) -> Kernel:
-        cls = kernel_class(language)
         if language == "python":
             from coderunner.engine.python import PythonKernel
 
             return PythonKernel(forkserver=self._python_forkserver())
-        return cls()
+        return kernel_class(language)()
 
     def _python_forkserver(self) -> ForkServer | None:
         """The fork server Python kernels come from (made on first use), or None when they are spawned."""
@@ -360,12 +348,7 @@ class Engine:
             return None
         if self._forkserver is None:
             # Its tag marks it (and, until they rewrite it, its children) as this engine's: see processes.py.
-            env = {
-                **os.environ,
-                processes.TAG_VAR: processes.new_tag(self.dir.name),
-                # It imports debugpy, which otherwise warns about frozen modules on stderr.
-                "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            }
+            env = {**os.environ, processes.TAG_VAR: processes.new_tag(self.dir.name)}
             from coderunner.engine.python import make_fork_server
 
             self._forkserver = make_fork_server(env, on_start=self.register_process)

@@ -94,7 +94,9 @@ del __cr_w, __cr_sys
 
 def make_fork_server(env: Mapping[str, str], on_start: Callable[[int], None] | None = None) -> ForkServer:
     """A fork server for this module's kernels (this interpreter, the kernels' usual arguments prepared)."""
-    return ForkServer(sys.executable, env, on_start=on_start, kernel_args=_FORKED_ARGS)
+    # The server imports debugpy, which otherwise warns about frozen modules on stderr (as kernels' env says too).
+    server_env = {**env, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    return ForkServer(sys.executable, server_env, on_start=on_start, kernel_args=_FORKED_ARGS)
 
 
 class PythonKernel(Kernel):

@@ -46,6 +46,7 @@ from coderunner.backends.sandbox.contract import (
 from coderunner.backends.sandbox.owners import host_id, owner_alive, owner_labels
 from coderunner.backends.sandbox.pool import WarmPool
 from coderunner.config import Settings
+from coderunner.engine.demand import parallel_starts
 from coderunner.engine.processes import forget_at_exit, kill_at_exit, pid_signature
 from coderunner.errors import (
     BackendError,
@@ -200,9 +201,8 @@ class Fleet:
             submit=self._threads.submit,
             noun="container",
             max_size=settings.pool_max,
-            # A container start is CPU-bound on this side too (the engine, runc, the agent's imports): at most
-            # one per two CPUs at once, as for kernels.
-            max_starts=max(1, (os.cpu_count() or 2) // 2),
+            # A container start is CPU-bound on this side too (the engine, runc, the agent's imports).
+            max_starts=parallel_starts(),
         )
         self._boxes: dict[str, Box] = {}
         self._counter = 0

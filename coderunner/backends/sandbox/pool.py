@@ -11,6 +11,7 @@ have left that window.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -91,7 +92,7 @@ class WarmPool(Generic[B]):
         for _ in range(missing):
             self._submit(self._warm_one)
         for box in surplus:
-            self._submit(lambda box=box: self._discard(box))  # type: ignore[misc]
+            self._submit(functools.partial(self._discard, box))
 
     def _schedule_shrink(self, now: float, target: int) -> None:
         # Under the lock. While demand holds the target above ``size``, look again when the oldest take
