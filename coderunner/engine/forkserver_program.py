@@ -51,6 +51,15 @@ _PRELOAD = (
     "tornado.queues",
     "faulthandler",
     "pdb",
+    # What a kernel's first traceback imports (IPython's verbose tracebacks; _warm_tracebacks does the rest).
+    "stack_data",
+    "executing",
+    "asttokens",
+    "pure_eval",
+    "fractions",
+    "pygments.formatters.terminal256",
+    "pygments.styles",
+    "pygments.console",
 )
 _TAG_VAR = "CODERUNNER_KERNEL_TAG"
 _STATUS_FD = 3  # in a child: its copy of the server's output, for the one line it sends
@@ -178,6 +187,24 @@ def _initialized_app(argv: list[str]) -> Any:
     app = IPKernelApp.instance()
     app.initialize(argv)  # type: ignore[no-untyped-call,unused-ignore]
     return app
+
+
+def _warm_tracebacks() -> None:
+    """Format one exception the way a kernel's shell does, so what that builds once is shared by every child.
+
+    A kernel's first traceback compiles pygments' Python lexer and loads stack_data's machinery: 100-200 ms of
+    each session's first error here, and seconds under gVisor on a loaded machine, where it held the reply to
+    an interrupt past the grace (and the restart that followed cost the session its state).
+    """
+    from IPython.core import ultratb
+
+    try:
+        raise ZeroDivisionError("warm")
+    except ZeroDivisionError:
+        etype, value, tb = sys.exc_info()
+    assert etype is not None and value is not None
+    formatter = ultratb.AutoFormattedTB(mode="Context")  # type: ignore[no-untyped-call]
+    formatter.structured_traceback(etype, value, tb)
 
 
 def _load_hooks() -> None:
@@ -327,6 +354,8 @@ def main() -> None:
         _load_hooks()
     with contextlib.suppress(Exception, SystemExit):  # a bad argument makes traitlets exit: children will say it
         _prepare(sys.argv[1:])
+    with contextlib.suppress(Exception):  # another IPython: its children format their first traceback cold
+        _warm_tracebacks()
     gc.collect()
     gc.freeze()
     ready = {
