@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -12,6 +13,7 @@ from coderunner.errors import ConfigurationError, InvalidRequestError, PathError
 from coderunner.models import ErrorInfo, ExecutionResult, ExecutionStatus, Output
 
 __all__ = [
+    "ABSOLUTE_PATHS_RULE",
     "EXIT_CANCELLED",
     "EXIT_TIMEOUT",
     "LANGUAGES",
@@ -121,12 +123,27 @@ def check_path_text(user_path: str) -> None:
         raise PathError("The path is empty or contains a NUL byte: name a file inside the session directory.")
 
 
-def resolve_in_root(root: Path, user_path: str) -> Path:
+ABSOLUTE_PATHS_RULE = (
+    "absolute paths name the sandbox's own filesystem, which only backends that isolate it have (docker); "
+    "on inprocess they would be the host's, so they are refused unless the runner was made with "
+    "absolute_paths=True (CODERUNNER_ABSOLUTE_PATHS=1), which lets file calls reach the host's files with "
+    "this process's permissions"
+)
+"""Why an absolute path outside the session directory was refused: the end of that error's message."""
+
+
+def resolve_in_root(root: Path, user_path: str, *, absolute: bool = False) -> Path:
     """Resolve ``user_path`` inside ``root``, refusing anything that would leave it.
 
     Relative paths are taken from ``root``; absolute paths are accepted only when they
-    already point inside ``root``. Symlinks are followed before the check, so a link
-    pointing outside is refused too.
+    already point inside ``root``, or anywhere when ``absolute`` is True (the sandbox's
+    filesystem is its own, e.g. inside a container). Symlinks are followed before the
+    check, so a link pointing outside is refused too.
+
+    Args:
+        root: The session directory.
+        user_path: The path the caller named.
+        absolute: Accept absolute paths outside ``root`` as they are (the process's permissions apply).
 
     Raises:
         PathError: The path escapes ``root`` or is empty.
@@ -140,6 +157,9 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
                 f"A name in the path {user_path[:80]!r}... is longer than {_MAX_NAME_BYTES} bytes, the limit of a "
                 "file name; use shorter names."
             )
+    if absolute and candidate.is_absolute():
+        # The whole filesystem is the sandbox's: no containment to check, only a name to normalise ('..').
+        return Path(os.path.normpath(candidate))
     if not candidate.is_absolute():
         candidate = root / candidate
     try:
@@ -147,6 +167,11 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
     except OSError as exc:  # a symlink loop, a name the filesystem refuses
         raise PathError(f"Path {user_path!r} cannot be resolved ({exc.strerror}).") from None
     if resolved != root and root not in resolved.parents:
+        if Path(user_path).is_absolute():
+            raise PathError(
+                f"Path {user_path!r} is outside the session directory: {ABSOLUTE_PATHS_RULE}. Use a path "
+                "relative to the session directory such as 'data/file.csv'."
+            )
         raise PathError(
             f"Path {user_path!r} is outside the session directory. Use a relative path such as 'data/file.csv'."
         )
@@ -159,7 +184,9 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
 
 
 def relative_posix(root: Path, path: Path) -> str:
-    """Return ``path`` relative to ``root`` with '/' separators."""
+    """Return ``path`` relative to ``root`` with '/' separators; absolute when it is outside ``root``."""
+    if path != root and root not in path.parents:
+        return PurePosixPath(path).as_posix()
     return PurePosixPath(path.relative_to(root)).as_posix()
 
 

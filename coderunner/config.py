@@ -55,6 +55,11 @@ class Settings:
     """Longest answer the host reads from a sandbox's agent, e.g. one result (CODERUNNER_MAX_ANSWER_BYTES)."""
     max_download_bytes: int = 512 * 1024**2
     """Largest file a download reads from a sandbox (CODERUNNER_MAX_DOWNLOAD_BYTES)."""
+    absolute_paths: bool = False
+    """Let file calls (upload, download, list) take absolute paths (CODERUNNER_ABSOLUTE_PATHS). Backends that
+    isolate a filesystem (docker) always do: there they are the sandbox's own. On inprocess they are the
+    host's, reached with this process's permissions, so it is off unless asked for; relative paths always
+    stay in the session directory."""
     kernel_start: str = "auto"
     """How Python kernels start (CODERUNNER_KERNEL_START): 'fork' from a per-engine fork server that has
     ipykernel imported (milliseconds), 'spawn' a fresh interpreter each (about half a second), or 'auto': fork
@@ -108,6 +113,7 @@ ENV_VARS: dict[str, str] = {
     "max_answer_bytes": "CODERUNNER_MAX_ANSWER_BYTES",
     "max_download_bytes": "CODERUNNER_MAX_DOWNLOAD_BYTES",
     "kernel_start": "CODERUNNER_KERNEL_START",
+    "absolute_paths": "CODERUNNER_ABSOLUTE_PATHS",
 }
 
 _PARSERS: dict[str, Parser] = {
@@ -122,5 +128,6 @@ _PARSERS: dict[str, Parser] = {
     "interrupt_grace": float,
     "track_files": parse_flag,
     "shared_engine": parse_flag,
+    "absolute_paths": parse_flag,
 }
 _VARIABLES = {name: (var, _PARSERS.get(name, str)) for name, var in ENV_VARS.items()}

@@ -9,6 +9,7 @@ Failures in the *user's* code are never exceptions: they come back as data on
     ├── MissingDependencyError          code="missing_dependency"  an optional extra is not installed
     ├── InvalidRequestError             code="invalid_request"     bad argument (empty code, bad timeout)
     │   └── PathError                   code="path_not_allowed"    a path escapes the session directory
+    │       └── PermissionDeniedError   code="permission_denied"   the sandbox user may not touch that path
     ├── NotFoundError                   code="not_found"           unknown session, task, file
     │   ├── SessionNotFoundError        code="session_not_found"
     │   ├── TaskNotFoundError           code="task_not_found"
@@ -46,6 +47,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "PathError",
+    "PermissionDeniedError",
     "RateLimitError",
     "SessionNotFoundError",
     "TaskNotFoundError",
@@ -106,6 +108,12 @@ class PathError(InvalidRequestError):
     """A file path would leave the session's working directory."""
 
     code = "path_not_allowed"
+
+
+class PermissionDeniedError(PathError):
+    """The sandbox's permissions do not let its user read or write that path (absolute paths)."""
+
+    code = "permission_denied"
 
 
 class NotFoundError(CodeRunnerError):
@@ -205,6 +213,7 @@ HTTP_STATUS: dict[str, int] = {
     "missing_dependency": 501,
     "invalid_request": 400,
     "path_not_allowed": 400,
+    "permission_denied": 403,
     "not_found": 404,
     "session_not_found": 404,
     "task_not_found": 404,

@@ -428,16 +428,22 @@ class AsyncInProcessBackend(AsyncBrowserActionMethods):
         return await self._run(self._mine(session_id, self.engine.interrupt(session_id)))
 
     async def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
-        """Write bytes into the session directory."""
-        return await self._run(self._mine(session_id, self.engine.upload(session_id, path, data)))
+        """Write bytes into the session directory (absolute paths: see ``Settings.absolute_paths``)."""
+        absolute = self.settings.absolute_paths
+        call = self.engine.upload(session_id, path, data, absolute_paths=absolute)
+        return await self._run(self._mine(session_id, call))
 
     async def download_file(self, session_id: str, path: str) -> bytes:
-        """Read a file from the session directory."""
-        return await self._run(self._mine(session_id, self.engine.download(session_id, path)))
+        """Read a file from the session directory (absolute paths: see ``Settings.absolute_paths``)."""
+        absolute = self.settings.absolute_paths
+        call = self.engine.download(session_id, path, absolute_paths=absolute)
+        return await self._run(self._mine(session_id, call))
 
     async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
-        """List a directory of the session."""
-        return await self._run(self._mine(session_id, self.engine.list_files(session_id, path)))
+        """List a directory of the session (absolute paths: see ``Settings.absolute_paths``)."""
+        absolute = self.settings.absolute_paths
+        call = self.engine.list_files(session_id, path, absolute_paths=absolute)
+        return await self._run(self._mine(session_id, call))
 
     async def _mine(self, session_id: str, call: Coroutine[Any, Any, T]) -> T:
         # On the loop, where the tenant's bookkeeping lives: another runner's session is not found here.

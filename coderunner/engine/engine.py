@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import importlib
 import json
 import logging
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +37,7 @@ from coderunner.errors import (
     FileNotFoundInSessionError,
     InvalidRequestError,
     PathError,
+    PermissionDeniedError,
 )
 from coderunner.models import ExecutionResult, FileInfo, SessionInfo
 from coderunner.specs import ExecRequest, SessionSpec
@@ -540,35 +542,46 @@ class Engine:
 
     # -- files -------------------------------------------------------------------------------------
 
-    async def upload(self, session_id: str, path: str, data: bytes) -> FileInfo:
-        """Write ``data`` to ``path`` inside the session directory (parents are created)."""
+    async def upload(self, session_id: str, path: str, data: bytes, *, absolute_paths: bool = False) -> FileInfo:
+        """Write ``data`` to ``path`` inside the session directory (parents are created).
+
+        ``absolute_paths``: an absolute path names the sandbox's filesystem and is written as this process's
+        user may (see :data:`coderunner._core.ABSOLUTE_PATHS_RULE`); relative paths stay in the session directory.
+        """
         session = self.session(session_id)
-        target = _core.resolve_in_root(session.working_dir, path)
+        target = _core.resolve_in_root(session.working_dir, path, absolute=absolute_paths)
         if target == session.working_dir.resolve():
             raise PathError("Upload needs a file name, not the session directory itself.")
         if target.is_dir():
             raise InvalidRequestError(f"{path!r} is a directory; name the file to write.")
         session.touch()
-        return await self._blocking(_write_file, session.working_dir.resolve(), target, data)
+        with _os_errors(path):
+            return await self._blocking(_write_file, session.working_dir.resolve(), target, data)
 
-    async def download(self, session_id: str, path: str) -> bytes:
-        """Read a file from the session directory."""
+    async def download(self, session_id: str, path: str, *, absolute_paths: bool = False) -> bytes:
+        """Read a file from the session directory (``absolute_paths``: as for :meth:`upload`)."""
         session = self.session(session_id)
-        target = _core.resolve_in_root(session.working_dir, path)
+        target = _core.resolve_in_root(session.working_dir, path, absolute=absolute_paths)
         session.touch()
+        if target.is_dir():
+            raise InvalidRequestError(
+                f"{path!r} is a directory, not a file; name a file in it (list_files lists them)."
+            )
         if not target.is_file():
             raise FileNotFoundInSessionError(
                 f"No file {path!r} in the session directory. Use list_files() to see what is there."
             )
-        return await self._blocking(target.read_bytes)
+        with _os_errors(path):
+            return await self._blocking(target.read_bytes)
 
-    async def list_files(self, session_id: str, path: str = ".") -> list[FileInfo]:
-        """List a directory of the session (non-recursive), folders first."""
+    async def list_files(self, session_id: str, path: str = ".", *, absolute_paths: bool = False) -> list[FileInfo]:
+        """List a directory of the session (non-recursive), folders first (``absolute_paths``: see :meth:`upload`)."""
         session = self.session(session_id)
-        target = _core.resolve_in_root(session.working_dir, path)
+        target = _core.resolve_in_root(session.working_dir, path, absolute=absolute_paths)
         if not target.is_dir():
             raise FileNotFoundInSessionError(f"No directory {path!r} in the session directory.")
-        return await self._blocking(_list_dir, session.working_dir.resolve(), target)
+        with _os_errors(path):
+            return await self._blocking(_list_dir, session.working_dir.resolve(), target)
 
     # -- figures -----------------------------------------------------------------------------------
 
@@ -582,6 +595,28 @@ class Engine:
             "pool_starting": len(self._warming()),
             **self.totals,
         }
+
+
+@contextlib.contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """Turn what the filesystem refuses (absolute paths reach beyond the session directory) into the tree."""
+    try:
+        yield
+    except PermissionError:
+        raise PermissionDeniedError(
+            f"Permission denied for {path!r}: the sandbox's user may not do that there; use a path it owns "
+            "(the session directory or /tmp)."
+        ) from None
+    except NotADirectoryError:
+        raise PathError(f"Path {path!r} goes through a file where a directory should be.") from None
+    except IsADirectoryError:
+        raise InvalidRequestError(f"{path!r} is a directory; name a file.") from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise PermissionDeniedError(
+            f"{path!r} is on a read-only filesystem in the sandbox; write under the session directory or /tmp."
+        ) from None
 
 
 def _file_info(root: Path, path: Path) -> FileInfo:

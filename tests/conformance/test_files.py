@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coderunner import FileNotFoundInSessionError, PathError, Session
+from coderunner import FileNotFoundInSessionError, PathError, PermissionDeniedError, Session
 
 
 def test_binary_round_trip(runner: Session, tmp_path: Path) -> None:
@@ -41,12 +41,41 @@ def test_files_written_by_code_can_be_downloaded_and_listed(runner: Session) -> 
     assert [f.path for f in runner.list_files("out")] == ["out/r.json"]
 
 
-@pytest.mark.parametrize("bad", ["../escape.txt", "a/../../escape.txt", "/etc/passwd", "/tmp/x.txt", ""])
-def test_paths_cannot_escape_the_session(runner: Session, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["../escape.txt", "a/../../escape.txt", "", "\x00"])
+def test_relative_paths_cannot_escape_the_session(runner: Session, bad: str) -> None:
     with pytest.raises(PathError):
         runner.write_file(bad, "x")
     with pytest.raises(PathError):
         runner.download_file(bad)
+
+
+# Backends whose sandbox has a filesystem of its own: there an absolute path names a file of the box.
+_OWN_FILESYSTEM = {"docker", "docker-runsc"}
+
+
+def test_absolute_paths_follow_the_backends_rule(runner: Session, backend_name: str) -> None:
+    if backend_name not in _OWN_FILESYSTEM:
+        # They would be the host's: refused, and the message names the rule so an agent knows what to do.
+        for path in ("/etc/passwd", "/tmp/x.txt"):
+            with pytest.raises(PathError, match="absolute_paths"):
+                runner.write_file(path, "x")
+            with pytest.raises(PathError, match="relative to the session directory"):
+                runner.download_file(path)
+        return
+    info = runner.write_file("/tmp/abs/notes.txt", "from the host")
+    assert info.path == "/tmp/abs/notes.txt" and info.size == len("from the host")
+    assert runner.execute("print(open('/tmp/abs/notes.txt').read())").stdout == "from the host\n"
+    runner.execute("with open('/tmp/abs/made.bin', 'wb') as f: f.write(bytes(range(256)))")
+    assert runner.download_file("/tmp/abs/made.bin") == bytes(range(256))
+    assert [f.path for f in runner.list_files("/tmp/abs")] == ["/tmp/abs/made.bin", "/tmp/abs/notes.txt"]
+    assert b"root:" in runner.download_file("/etc/passwd")  # readable by anyone, in the box as on any system
+    # The sandbox's user has the rights it has inside: no more.
+    with pytest.raises(PermissionDeniedError):
+        runner.write_file("/etc/passwd", "x")
+    with pytest.raises(PermissionDeniedError):
+        runner.download_file("/etc/shadow")
+    with pytest.raises(FileNotFoundInSessionError):
+        runner.download_file("/tmp/abs/nope.txt")
 
 
 def test_symlinks_cannot_escape_the_session(runner: Session) -> None:

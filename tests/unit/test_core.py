@@ -58,6 +58,18 @@ def test_resolve_in_root(tmp_path: Path) -> None:
         _core.resolve_in_root(root, "link/secret")
 
 
+def test_absolute_paths_are_taken_as_they_are_only_when_allowed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(errors.PathError, match="CODERUNNER_ABSOLUTE_PATHS"):
+        _core.resolve_in_root(root, "/etc/passwd")
+    assert _core.resolve_in_root(root, "/etc/../etc/passwd", absolute=True) == Path("/etc/passwd")
+    # Relative paths stay confined even then: the session directory is still where they start.
+    for bad in ("../x", "a/../../x"):
+        with pytest.raises(errors.PathError):
+            _core.resolve_in_root(root, bad, absolute=True)
+
+
 def test_strip_ansi() -> None:
     assert _core.strip_ansi("\x1b[0;31mZeroDivisionError\x1b[0m: x") == "ZeroDivisionError: x"
 

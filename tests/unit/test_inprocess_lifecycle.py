@@ -13,7 +13,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from coderunner import CapacityError, CodeRunner, SessionNotFoundError
+from coderunner import (
+    CapacityError,
+    CodeRunner,
+    FileNotFoundInSessionError,
+    InvalidRequestError,
+    PathError,
+    SessionNotFoundError,
+)
 
 
 def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
@@ -162,3 +169,22 @@ def test_interrupts_work_when_the_caller_ignores_sigint(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["timeout", "False", "yes"]
+
+
+def test_absolute_paths_on_inprocess_are_the_hosts_only_when_asked(tmp_path: Path) -> None:
+    """absolute_paths=True opens the host's filesystem to the file calls, with this process's rights."""
+    target = tmp_path / "host" / "notes.txt"
+    with CodeRunner(backend="inprocess", pool_size=0) as confined, pytest.raises(PathError, match="absolute_paths="):
+        confined.write_file(str(target), "x")
+    with CodeRunner(backend="inprocess", pool_size=0, absolute_paths=True) as runner:
+        info = runner.write_file(str(target), "from a file call")
+        assert info.path == str(target) and target.read_text() == "from a file call"
+        assert runner.download_file(str(target)) == b"from a file call"
+        assert [f.path for f in runner.list_files(str(target.parent))] == [str(target)]
+        with pytest.raises(FileNotFoundInSessionError):
+            runner.download_file(str(tmp_path / "missing.txt"))
+        with pytest.raises(InvalidRequestError, match="is a directory"):
+            runner.download_file(str(tmp_path))
+        # Relative paths still start in, and stay in, the session directory.
+        with pytest.raises(PathError):
+            runner.write_file("../escape.txt", "x")

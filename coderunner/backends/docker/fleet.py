@@ -370,6 +370,8 @@ class Fleet:
             "CODERUNNER_INTERRUPT_GRACE": str(self.settings.interrupt_grace),
             "CODERUNNER_TRACK_FILES": "1" if self.settings.track_files else "0",
             "CODERUNNER_TIMEOUT": "none",
+            # The container's filesystem is the sandbox's own: absolute paths there are safe (its user's rights).
+            "CODERUNNER_ABSOLUTE_PATHS": "1",
             **(env or {}),
         }
         command = ["coderunner", "sandbox-agent", "--workdir", IN_WORK]

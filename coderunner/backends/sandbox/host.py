@@ -540,7 +540,7 @@ class SandboxHost:
             time.sleep(0.05)
 
     def upload_file(self, session_id: str, path: str, data: bytes) -> FileInfo:
-        """Write bytes into the session directory (same path rules as InProcess)."""
+        """Write bytes into the session directory; an absolute path is the box's own filesystem (its user's rights)."""
         _core.check_path_text(path)
         session = self._get(session_id)
         session.touch()
