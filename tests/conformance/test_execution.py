@@ -254,12 +254,17 @@ def test_session_env_reaches_every_language(shared_runner: CodeRunner) -> None:
         assert s.execute("console.log(process.env.CR_TEST_VAR)", "javascript").stdout == "v a l\n"
 
 
-def test_cpu_time_is_cpu_not_wall(runner: Session) -> None:
+def test_cpu_time_is_cpu_not_wall(runner: Session, backend_name: str) -> None:
     busy = runner.execute("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass")
     idle = runner.execute("import time; time.sleep(0.5)")
     assert busy.cpu_time is not None and idle.cpu_time is not None
     assert busy.cpu_time >= 0.25
-    assert idle.cpu_time < 0.2 and idle.execution_time >= 0.5
+    assert idle.execution_time >= 0.5
+    # gVisor charges the process for the Sentry's work on its behalf (each execution's messages, timers), and
+    # under host contention for time it waited runnable: an idle half second reads 0.05-0.3 s of CPU there
+    # (runc: 0.00-0.02). Still plainly not wall time.
+    limit = 0.5 * idle.execution_time if backend_name == "docker-runsc" else 0.2
+    assert idle.cpu_time < limit, (idle.cpu_time, idle.execution_time)
 
 
 def test_files_created_and_modified_are_reported(runner: Session) -> None:
