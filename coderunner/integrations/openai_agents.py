@@ -21,6 +21,7 @@ from coderunner.integrations._runner import RunnerSource, async_runner
 
 try:
     from agents import FunctionTool, function_tool
+    from agents.sandbox.capabilities.capability import Capability
     from agents.sandbox.errors import ExecTimeoutError, ExecTransportError
     from agents.sandbox.manifest import Manifest
     from agents.sandbox.session.base_sandbox_session import BaseSandboxSession
@@ -29,16 +30,19 @@ try:
     from agents.sandbox.session.sandbox_session_state import SandboxSessionState
     from agents.sandbox.snapshot import SnapshotBase, SnapshotSpec, resolve_snapshot
     from agents.sandbox.types import ExecResult, User
+    from agents.tool import Tool
 except ImportError as exc:  # pragma: no cover - exercised by test_missing_extras
     raise MissingDependencyError("openai-agents", "openai-agents", "The OpenAI Agents SDK integration") from exc
 
 from coderunner.client import AsyncCodeRunner
+from coderunner.models import ExecutionResult
 
 __all__ = [
     "CoderunnerSandboxClient",
     "CoderunnerSandboxClientOptions",
     "CoderunnerSandboxSession",
     "CoderunnerSandboxSessionState",
+    "StatefulPython",
     "python_tool",
 ]
 
@@ -75,18 +79,25 @@ class CoderunnerSandboxSession(BaseSandboxSession):
         return self._runner
 
     async def _ensure_session(self) -> str:
+        """The live coderunner session id: the state's while it lives, else a fresh one (root remapped)."""
         sid = self.state.coderunner_session_id
         if sid is not None and await self._runner.is_session_active(sid):
             return sid
         session = await self._runner.session(language="bash")
         self.state.coderunner_session_id = session.session_id
         pwd = await self._runner.execute("pwd", language="bash", session_id=session.session_id)
-        root = pwd.stdout.strip()
-        # The SDK's root (/workspace) is mapped onto the session dir: the manifest says where files really are.
-        self.state.manifest = self.state.manifest.model_copy(update={"root": root}, deep=True)
+        # The SDK's root (/workspace by default) is mapped onto the session dir: on docker the root fs is
+        # read-only, so the manifest is told where the workspace really is and every path follows from it.
+        self.state.manifest = self.state.manifest.model_copy(update={"root": pwd.stdout.strip()}, deep=True)
         return session.session_id
 
-    async def _prepare_backend_workspace(self) -> None:
+    async def _ensure_backend_started(self) -> None:
+        sid = self.state.coderunner_session_id
+        reattached = sid is not None and await self._runner.is_session_active(sid)
+        if not reattached:
+            # A fresh session's workspace is empty: the SDK then applies the manifest or restores the snapshot.
+            self.state.workspace_root_ready = False
+        self._set_start_state_preserved(reattached)
         await self._ensure_session()
 
     @property
@@ -141,7 +152,13 @@ class CoderunnerSandboxSession(BaseSandboxSession):
         sid = await self._ensure_session()
         archive = self._archive_path()
         root = shlex.quote(self.state.manifest.root)
-        result = await self._runner.execute(f"tar -cf {archive} -C {root} .", language="bash", session_id=sid)
+        # Paths the SDK registered as not persisted (its runtime helpers, ephemeral mounts) stay out of the tar.
+        excludes = " ".join(
+            f"--exclude={shlex.quote('./' + p.as_posix())}" for p in sorted(self._persist_workspace_skip_relpaths())
+        )
+        result = await self._runner.execute(
+            f"tar -cf {archive} {excludes} -C {root} .", language="bash", session_id=sid
+        )
         if result.exit_code not in (0, None) or result.status != "ok":
             raise ExecTransportError(command=("tar", "-cf", archive), context={"stderr": result.stderr})
         try:
@@ -155,10 +172,13 @@ class CoderunnerSandboxSession(BaseSandboxSession):
         archive = self._archive_path()
         payload = data.read()
         await self._runner.write_file(
-            archive, payload if isinstance(payload, bytes) else bytes(payload), session_id=sid
+            archive, payload.encode() if isinstance(payload, str) else bytes(payload), session_id=sid
         )
         root = shlex.quote(self.state.manifest.root)
-        result = await self._runner.execute(f"tar -xf {archive} -C {root}", language="bash", session_id=sid)
+        try:
+            result = await self._runner.execute(f"tar -xf {archive} -C {root}", language="bash", session_id=sid)
+        finally:
+            await self._runner.execute(f"rm -f {archive}", language="bash", session_id=sid)
         if result.exit_code not in (0, None) or result.status != "ok":
             raise ExecTransportError(command=("tar", "-xf", archive), context={"stderr": result.stderr})
 
@@ -221,22 +241,72 @@ class CoderunnerSandboxClient(BaseSandboxClient[CoderunnerSandboxClientOptions |
             await self._runner.aclose()
 
 
-def python_tool(session: CoderunnerSandboxSession | SandboxSession, *, timeout: float | None = 30.0) -> FunctionTool:
-    """A ``run_python`` tool on the same coderunner session: variables persist between calls."""
+def python_tool(session: BaseSandboxSession, *, timeout: float | None = 30.0) -> FunctionTool:
+    """A ``run_python`` tool on the same coderunner session as ``session``: variables persist between calls.
+
+    Args:
+        session: A session :class:`CoderunnerSandboxClient` made (the SDK's wrapper or the inner session).
+        timeout: Seconds each call may run; past it the code is interrupted, the kernel and its variables kept.
+
+    Raises:
+        TypeError: ``session`` is not a coderunner session (the SDK's own backends have no persistent kernel).
+    """
     inner = session._inner if isinstance(session, SandboxSession) else session
+    if not isinstance(inner, CoderunnerSandboxSession):
+        raise TypeError(
+            "python_tool needs a session made by CoderunnerSandboxClient: "
+            "pass RunConfig(sandbox=SandboxRunConfig(client=CoderunnerSandboxClient()))"
+        )
+    coderunner_session = inner
 
     @function_tool(name_override="run_python")
     async def run_python(code: str) -> str:
-        """Run Python code in a persistent kernel (variables persist between calls); returns its output."""
-        sid = await inner._ensure_session()
-        result = await inner.runner.execute(code, language="python", timeout=timeout, session_id=sid)
-        parts = [result.stdout]
-        if result.stderr:
-            parts.append(f"[stderr]\n{result.stderr}")
-        if result.status == "timeout":
-            parts.append(f"[timeout] the code ran past {timeout} s and was interrupted; the session still works")
-        elif result.error is not None:
-            parts.append(f"[error] {result.error.ename}: {result.error.evalue}")
-        return "\n".join(p for p in parts if p) or "(no output)"
+        """Run Python code in a persistent kernel in the sandbox workspace; variables persist between calls.
+
+        Args:
+            code: Python source; the value of a final expression is shown, like in a notebook.
+        """
+        sid = await coderunner_session._ensure_session()
+        result = await coderunner_session.runner.execute(code, language="python", timeout=timeout, session_id=sid)
+        return _python_result_text(result, timeout)
 
     return run_python
+
+
+def _python_result_text(result: ExecutionResult, timeout: float | None) -> str:
+    parts = [result.stdout]
+    parts.extend(str(output.data.get("text/plain", "")) for output in result.outputs if output.data.get("text/plain"))
+    if result.stderr:
+        parts.append(f"[stderr]\n{result.stderr}")
+    if result.status == "timeout":
+        parts.append(
+            f"[timeout] the code ran past {timeout} s and was interrupted; the session and its variables remain"
+        )
+    elif result.error is not None:
+        parts.append(f"[error] {result.error.name}: {result.error.value}")
+    return "\n".join(part for part in parts if part) or "(no output)"
+
+
+class StatefulPython(Capability):
+    """Sandbox-agent capability: a ``run_python`` tool whose kernel lives in the agent's coderunner session.
+
+    Add it to ``SandboxAgent(capabilities=[*Capabilities.default(), StatefulPython()])``; the SDK binds the
+    run's session to it, so the tool works on the same workspace as the shell and file tools.
+    """
+
+    type: Literal["coderunner_python"] = "coderunner_python"
+    timeout: float | None = 30.0
+    """Seconds each call may run before it is interrupted (the kernel and its variables are kept)."""
+
+    def tools(self) -> list[Tool]:
+        """The ``run_python`` tool on the bound session."""
+        if self.session is None:
+            raise ValueError("StatefulPython is not bound to a sandbox session (use it on a SandboxAgent)")
+        return [python_tool(self.session, timeout=self.timeout)]
+
+    async def instructions(self, manifest: Manifest) -> str | None:
+        """Tell the model the Python kernel keeps its state."""
+        return (
+            "Use `run_python` for Python: it is one persistent kernel (variables, imports and definitions "
+            f"survive between calls) whose working directory is the workspace root {manifest.root}."
+        )
