@@ -85,6 +85,7 @@ class CoderunnerSandboxSession(BaseSandboxSession):
             return sid
         session = await self._runner.session(language="bash")
         self.state.coderunner_session_id = session.session_id
+        self.state.backend = self._runner.backend.name
         pwd = await self._runner.execute("pwd", language="bash", session_id=session.session_id)
         # The SDK's root (/workspace by default) is mapped onto the session dir: on docker the root fs is
         # read-only, so the manifest is told where the workspace really is and every path follows from it.
@@ -212,7 +213,6 @@ class CoderunnerSandboxClient(BaseSandboxClient[CoderunnerSandboxClientOptions |
             session_id=session_id,
             manifest=manifest,
             snapshot=resolve_snapshot(snapshot, str(session_id)),
-            backend=self._runner.settings.backend,
         )
         return self._wrap_session(CoderunnerSandboxSession(state=state, runner=self._runner))
 

@@ -197,7 +197,8 @@ async def test_two_agent_sessions_are_isolated(client: CoderunnerSandboxClient) 
             )
             assert "NameError" in result.final_output
             assert "mine.txt" not in result.final_output
-            assert first.state.manifest.root != second.state.manifest.root
+            assert first.state.coderunner_session_id != second.state.coderunner_session_id
+            assert first.state.backend == second.state.backend == client.runner.backend.name
     finally:
         await client.delete(first)
         await client.delete(second)
