@@ -21,6 +21,7 @@ Python whose variables persist between calls, on the same filesystem as the comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import posixpath
 import re
@@ -312,11 +313,8 @@ class CoderunnerWorkspaceBackend:
             result = await self._execute(session, code, "bash", timeout)
         except BaseException:
             # Cancelled (or the transport failed): stop the command's processes before giving up.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                try:
-                    await session.interrupt()
-                except CodeRunnerError:
-                    pass
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(CodeRunnerError):
+                await session.interrupt()
             self._stale += [out, err]
             raise
         self._stale += [out, err]
@@ -369,7 +367,7 @@ class CoderunnerWorkspaceBackend:
     def _absolute(path: str) -> str:
         if not posixpath.isabs(path):
             raise ValueError(f"path must be absolute, got {path!r}")
-        return posixpath.normpath(path)
+        return path  # not normalised: '..' after a symlink climbs from the link's target
 
     async def _fs(self, op: str, path: str) -> Any:
         session, wd = await self._ensure()
@@ -492,6 +490,7 @@ async def run_command(ctx: RunContext[Any], command: str, timeout: float = 60.0)
     """Run a shell command (sh) in the workspace's working directory; each command is a fresh process.
 
     Args:
+        ctx: The run context, whose workspace runs the command.
         command: The shell command line.
         timeout: Seconds before the command is stopped.
     """
@@ -510,6 +509,7 @@ async def read_file(ctx: RunContext[Any], path: str) -> dict[str, Any]:
     """Read a text file of the workspace (relative paths start in the working directory).
 
     Args:
+        ctx: The run context, whose workspace is used.
         path: The file to read.
     """
     try:
@@ -522,6 +522,7 @@ async def write_file(ctx: RunContext[Any], path: str, content: str) -> dict[str,
     """Write a text file in the workspace, creating missing directories.
 
     Args:
+        ctx: The run context, whose workspace is used.
         path: The file to write.
         content: Its new content.
     """
@@ -536,6 +537,7 @@ async def list_directory(ctx: RunContext[Any], path: str = ".") -> dict[str, Any
     """List a directory of the workspace.
 
     Args:
+        ctx: The run context, whose workspace is used.
         path: The directory (default: the working directory).
     """
     try:
@@ -549,6 +551,7 @@ async def run_python(ctx: RunContext[Any], code: str, timeout: float = 60.0) -> 
     """Run Python in the workspace's persistent interpreter: variables and imports stay between calls.
 
     Args:
+        ctx: The run context, whose workspace is used.
         code: Python source; the value of the last expression is shown.
         timeout: Seconds before the code is interrupted (its variables are kept).
     """
