@@ -79,3 +79,87 @@ class TestCoderunnerWorkspaceSuite(WorkspaceBackendSuite):
 
 
 _ = Any
+
+
+def _scripted(calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    """A FunctionModel that makes ``calls`` one per turn, then answers with the last tool result it saw."""
+    from pydantic_ai.messages import (
+        ModelMessage,
+        ModelResponse,
+        TextPart,
+        ToolCallPart,
+        ToolReturnPart,
+        UserPromptPart,
+    )
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        # Turns of this run only: count the responses since the last user prompt (history comes before it).
+        start = max(i for i, m in enumerate(messages) if any(isinstance(p, UserPromptPart) for p in m.parts))
+        turn = sum(1 for m in messages[start:] if isinstance(m, ModelResponse))
+        if turn < len(calls):
+            name, args = calls[turn]
+            return ModelResponse(parts=[ToolCallPart(name, args)])
+        returns = [p for m in messages for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)]
+        return ModelResponse(parts=[TextPart(repr([r.content for r in returns]))])
+
+    return FunctionModel(respond)
+
+
+@pytest.mark.anyio
+async def test_agent_uses_the_workspace_tools(shared_runner: AsyncCodeRunner) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ToolReturnPart
+
+    from coderunner.integrations.pydantic_ai import CoderunnerWorkspace
+
+    first, second = CoderunnerWorkspace(shared_runner), CoderunnerWorkspace(shared_runner)
+    try:
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("run_python", {"code": "x = 41"}),
+            ("run_python", {"code": "print(x + 1)"}),
+            ("run_command", {"command": "printf 'from sh' > made.txt"}),
+            ("read_file", {"path": "made.txt"}),
+            ("write_file", {"path": "back.txt", "content": "from the model"}),
+            ("run_command", {"command": "cat back.txt"}),
+            ("run_command", {"command": "sleep 30", "timeout": 1}),
+            ("run_python", {"code": "print(x)"}),
+            ("run_python", {"code": "1 / 0"}),
+            ("run_command", {"command": "exit 3"}),
+        ]
+        result = await Agent(_scripted(calls), capabilities=[first]).run("go")
+        returns = [
+            p.content for m in result.all_messages() for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)
+        ]
+        assert "42" in returns[1]
+        assert returns[3] == {"path": "made.txt", "content": "from sh"}
+        assert returns[5]["stdout"] == "from the model"
+        assert returns[6]["timed_out"] is True
+        assert "41" in returns[7]  # the session survived the timeout, its state too
+        assert "ZeroDivisionError" in returns[8]
+        assert returns[9]["exit_code"] == 3
+        ref = result.all_messages()[-1].workspace_ref  # type: ignore[union-attr]
+        assert ref is not None and ref.provider == "coderunner"
+
+        other = await Agent(
+            _scripted([("run_python", {"code": "print('x' in globals())"}), ("run_command", {"command": "ls"})]),
+            capabilities=[second],
+        ).run("go")
+        other_returns = [
+            p.content for m in other.all_messages() for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)
+        ]
+        assert "False" in other_returns[0]
+        assert "made.txt" not in other_returns[1]["stdout"]
+
+        # The same agent continues in its session when given the history.
+        again = await Agent(_scripted([("run_python", {"code": "print(x)"})]), capabilities=[first]).run(
+            "more", message_history=result.all_messages()
+        )
+        again_returns = [
+            p.content for m in again.new_messages() for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)
+        ]
+        assert "41" in again_returns[0]
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert ref.id not in {s.session_id for s in await shared_runner.list_sessions()}
