@@ -163,3 +163,13 @@ async def test_agent_uses_the_workspace_tools(shared_runner: AsyncCodeRunner) ->
         await first.aclose()
         await second.aclose()
     assert ref.id not in {s.session_id for s in await shared_runner.list_sessions()}
+
+
+def test_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from integration_helpers import load_example
+
+    monkeypatch.setenv("CODERUNNER_BACKEND", "inprocess")
+    example = load_example("pydantic_ai_sandbox")
+    assert asyncio.run(example.amain()) == "There are 25 primes below 100."
