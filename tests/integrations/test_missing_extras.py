@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import sys
-for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai", "agents"):
+for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai", "agents", "pydantic_ai", "deepagents"):
     sys.modules[name] = None  # makes any import of them fail, as if not installed
 
 import coderunner, coderunner.tools, coderunner.integrations.openai  # need no extra
@@ -24,6 +24,8 @@ for module, extra in (
     ("coderunner.integrations.llamaindex", "llamaindex"),
     ("coderunner.server.mcp", "server"),
     ("coderunner.integrations.openai_agents", "openai-agents"),
+    ("coderunner.integrations.pydantic_ai", "pydantic-ai"),
+    ("coderunner.integrations.deepagents", "deepagents"),
 ):
     try:
         __import__(module)
