@@ -24,6 +24,27 @@ class TestInprocessSandboxStandard(SandboxIntegrationTests):
             runner.close()
 
 
+@pytest.mark.docker
+class TestDockerSandboxStandard(SandboxIntegrationTests):
+    @pytest.fixture(scope="class")
+    def sandbox(self) -> Iterator[CoderunnerSandbox]:
+        pytest.importorskip("docker", reason="the Docker backend needs pip install 'coderunner-sandbox[docker]'")
+        from coderunner.backends.docker import connect, ensure_image
+        from coderunner.errors import BackendUnavailableError
+
+        try:
+            client = connect()
+        except BackendUnavailableError as exc:
+            pytest.skip(f"no Docker engine: {exc.message}")
+        ensure_image(client)
+        client.close()
+        backend = CoderunnerSandbox("docker")
+        try:
+            yield backend
+        finally:
+            backend.delete()
+
+
 def test_timeout_keeps_the_session() -> None:
     with CoderunnerSandbox("inprocess") as sandbox:
         assert sandbox.execute("export N=41").exit_code == 0

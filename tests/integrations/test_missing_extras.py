@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import sys
-for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai"):
+for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai", "deepagents"):
     sys.modules[name] = None  # makes any import of them fail, as if not installed
 
 import coderunner, coderunner.tools, coderunner.integrations.openai  # need no extra
@@ -20,7 +20,11 @@ except MissingDependencyError as exc:
     assert "pip install 'coderunner-sandbox[langchain]'" in exc.message, exc.message
 else:
     raise SystemExit("get_langchain_tools did not fail")
-for module, extra in (("coderunner.integrations.llamaindex", "llamaindex"), ("coderunner.server.mcp", "server")):
+for module, extra in (
+    ("coderunner.integrations.llamaindex", "llamaindex"),
+    ("coderunner.integrations.deepagents", "deepagents"),
+    ("coderunner.server.mcp", "server"),
+):
     try:
         __import__(module)
     except MissingDependencyError as exc:
