@@ -70,3 +70,29 @@ def fresh_default_runner() -> Iterator[None]:
     reset()
     yield
     reset()
+
+
+# LangChain's SandboxIntegrationTests (langchain-tests 1.1.9) assert an older contract than deepagents 0.7.32's
+# BaseSandbox, which the Deep Agents adapter inherits: glob paths relative to the root with directories (0.7.32:
+# files only, absolute paths, so the permission middleware's deny rules see them; langchain-ai/langchain#39948)
+# and write() refusing an existing file (0.7.32: "creating or overwriting"). They run, unmodified, as strict
+# xfails: the day either side changes, they fail loudly here and the adapter is revisited.
+_DEEPAGENTS_CONTRACT_DRIFT = {
+    "test_glob",
+    "test_glob_basic_pattern",
+    "test_glob_with_directories",
+    "test_glob_hidden_files_explicitly",
+    "test_glob_with_character_class",
+    "test_glob_with_question_mark",
+    "test_write_existing_file_fails",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name == "test_deepagents.py" and (
+            getattr(item, "originalname", item.name) in _DEEPAGENTS_CONTRACT_DRIFT
+        ):
+            item.add_marker(
+                pytest.mark.xfail(strict=True, reason="langchain-tests 1.1.9 asserts a pre-0.7.32 deepagents contract")
+            )
