@@ -105,6 +105,7 @@ def test_the_statuses_are_a_contract() -> None:
         "missing_dependency": 501,
         "invalid_request": 400,
         "path_not_allowed": 400,
+        "permission_denied": 403,
         "not_found": 404,
         "session_not_found": 404,
         "task_not_found": 404,

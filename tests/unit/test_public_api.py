@@ -32,6 +32,7 @@ PUBLIC = {
     "NotFoundError",
     "Output",
     "PathError",
+    "PermissionDeniedError",
     "RateLimitError",
     "Session",
     "SessionInfo",
