@@ -83,3 +83,19 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def require_docker() -> None:
+    """Skip the test, saying why, unless a Docker engine answers; build coderunner's image there once (content hash)."""
+    import pytest
+
+    pytest.importorskip("docker", reason="the Docker backend needs 'coderunner-sandbox[docker]'")
+    from coderunner.backends.docker import connect, ensure_image
+    from coderunner.errors import BackendUnavailableError
+
+    try:
+        client = connect()
+    except BackendUnavailableError as exc:
+        pytest.skip(f"no Docker engine: {exc.message}")
+    ensure_image(client)
+    client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from integration_helpers import require_docker
 from langchain_tests.integration_tests import SandboxIntegrationTests
 
 from coderunner import CodeRunner
@@ -28,16 +29,7 @@ class TestInprocessSandboxStandard(SandboxIntegrationTests):
 class TestDockerSandboxStandard(SandboxIntegrationTests):
     @pytest.fixture(scope="class")
     def sandbox(self) -> Iterator[CoderunnerSandbox]:
-        pytest.importorskip("docker", reason="the Docker backend needs pip install 'coderunner-sandbox[docker]'")
-        from coderunner.backends.docker import connect, ensure_image
-        from coderunner.errors import BackendUnavailableError
-
-        try:
-            client = connect()
-        except BackendUnavailableError as exc:
-            pytest.skip(f"no Docker engine: {exc.message}")
-        ensure_image(client)
-        client.close()
+        require_docker()
         backend = CoderunnerSandbox("docker")
         try:
             yield backend

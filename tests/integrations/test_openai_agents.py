@@ -17,7 +17,7 @@ from agents.run_config import SandboxRunConfig
 from agents.sandbox import ExposedPortUnavailableError, LocalSnapshotSpec, SandboxAgent
 from agents.sandbox.capabilities import Capabilities
 from agents.sandbox.errors import ExecTimeoutError
-from integration_helpers import load_example
+from integration_helpers import load_example, require_docker
 
 from coderunner import CodeRunner
 from coderunner.integrations.openai_agents import (
@@ -33,16 +33,7 @@ tool_outputs = example.tool_outputs
 
 
 def _docker_runner() -> CodeRunner:
-    pytest.importorskip("docker", reason="the Docker backend needs 'coderunner-sandbox[docker]'")
-    from coderunner.backends.docker import connect, ensure_image
-    from coderunner.errors import BackendUnavailableError
-
-    try:
-        client = connect()
-    except BackendUnavailableError as exc:
-        pytest.skip(f"no Docker engine: {exc.message}")
-    ensure_image(client)
-    client.close()
+    require_docker()
     return CodeRunner(backend="docker")
 
 

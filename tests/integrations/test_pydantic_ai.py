@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("pydantic_ai")
 
+from integration_helpers import require_docker
 from pydantic_ai.workspaces import WorkspaceBackend, WorkspaceRef
 from pydantic_ai.workspaces.conformance import WorkspaceBackendSuite
 
@@ -23,16 +24,7 @@ def anyio_backend() -> str:
 
 def _make_runner(name: str) -> AsyncCodeRunner:
     if name == "docker":
-        pytest.importorskip("docker")
-        from coderunner.backends.docker import connect, ensure_image
-        from coderunner.errors import BackendUnavailableError
-
-        try:
-            client = connect()
-        except BackendUnavailableError as exc:
-            pytest.skip(f"no Docker engine: {exc.message}")
-        ensure_image(client)
-        client.close()
+        require_docker()
         return AsyncCodeRunner(backend="docker", absolute_paths=True)
     return AsyncCodeRunner(backend="inprocess", absolute_paths=True, pool_size=0)
 
