@@ -35,14 +35,20 @@ def test_close_removes_every_container(sandbox_image: str, docker_client: Any) -
     assert _containers(docker_client, runner_id) == []
 
 
-def test_warm_pool_makes_sessions_fast(sandbox_image: str) -> None:
+def test_a_new_session_is_served_by_the_warm_container(sandbox_image: str) -> None:
+    # What the pool buys is that a session's container was started before the session was asked for; how fast
+    # that is lives in benchmarks/docker_session_start.py, not in a timed assertion here.
     with CodeRunner(backend="docker", image=sandbox_image, pool_size=1) as runner:
         runner.execute("print('warm up')")  # joins the first warm container
-        time.sleep(3)  # let the pool refill
-        started = time.perf_counter()
+        pool = runner.backend._fleet._pool  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 60
+        while len(pool) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the refill runs in the background
+        assert len(pool) == 1, "the pool never refilled"
+        warm_id = pool._boxes[0].container_id
         with runner.session() as s:
             assert s.execute("print('fast')").stdout == "fast\n"
-        assert time.perf_counter() - started < 0.5
+            assert runner.backend.container_id(s.session_id) == warm_id  # type: ignore[attr-defined]
 
 
 def test_idle_sessions_expire_and_their_container_goes(sandbox_image: str, docker_client: Any) -> None:
