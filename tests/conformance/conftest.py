@@ -113,6 +113,19 @@ def runner(shared_runner: CodeRunner) -> Iterator[Any]:
     session.close()
 
 
+@pytest.fixture(scope="session")
+def used_session(shared_runner: CodeRunner) -> Iterator[Any]:
+    """One session per backend that earlier tests have already run code in.
+
+    For checks that must hold in any session, fresh or long used (exit codes, stream separation, language
+    aliases, path rules): they share it instead of each paying for a fresh session, which on the container
+    backends is a container start.
+    """
+    session = shared_runner.session()
+    yield session
+    session.close()
+
+
 @pytest.fixture
 async def arunner(factories: BackendFactories) -> AsyncIterator[AsyncCodeRunner]:
     async with factories[1]() as runner:

@@ -61,8 +61,8 @@ def test_bash_cd_export_and_functions_persist(runner: Session) -> None:
         ("javascript", "console.log('out'); console.error('err')"),
     ],
 )
-def test_stdout_and_stderr_are_separate(runner: Session, language: str, code: str) -> None:
-    result = runner.execute(code, language)
+def test_stdout_and_stderr_are_separate(used_session: Session, language: str, code: str) -> None:
+    result = used_session.execute(code, language)
     assert result.stdout == "out\n"
     assert result.stderr == "err\n"
 
@@ -82,8 +82,8 @@ def test_stdout_and_stderr_are_separate(runner: Session, language: str, code: st
         ("javascript", "throw new TypeError('nope')", 1),
     ],
 )
-def test_exit_codes(runner: Session, language: str, code: str, exit_code: int) -> None:
-    result = runner.execute(code, language)
+def test_exit_codes(used_session: Session, language: str, code: str, exit_code: int) -> None:
+    result = used_session.execute(code, language)
     assert result.exit_code == exit_code, result
     assert result.status == ("ok" if exit_code == 0 else "error")
 
@@ -227,9 +227,9 @@ def test_unknown_language_and_empty_code_are_clear_errors(runner: Session) -> No
 
 
 @pytest.mark.parametrize("alias", ["py", "python3", "sh", "shell", "js", "node"])
-def test_language_aliases(runner: Session, alias: str) -> None:
+def test_language_aliases(used_session: Session, alias: str) -> None:
     code = {"py": "print(1)", "python3": "print(1)", "sh": "echo 1", "shell": "echo 1"}.get(alias, "console.log(1)")
-    result = runner.execute(code, alias)
+    result = used_session.execute(code, alias)
     assert result.stdout == "1\n"
     assert result.language in ("python", "bash", "javascript")
 

@@ -42,11 +42,11 @@ def test_files_written_by_code_can_be_downloaded_and_listed(runner: Session) -> 
 
 
 @pytest.mark.parametrize("bad", ["../escape.txt", "a/../../escape.txt", "", "\x00"])
-def test_relative_paths_cannot_escape_the_session(runner: Session, bad: str) -> None:
+def test_relative_paths_cannot_escape_the_session(used_session: Session, bad: str) -> None:
     with pytest.raises(PathError):
-        runner.write_file(bad, "x")
+        used_session.write_file(bad, "x")
     with pytest.raises(PathError):
-        runner.download_file(bad)
+        used_session.download_file(bad)
 
 
 # Backends whose sandbox has a filesystem of its own: there an absolute path names a file of the box.
