@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import io
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,9 @@ def load_example(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"example_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would: pydantic models in an example resolve their
+    # (postponed) annotations through sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
