@@ -88,8 +88,8 @@ def test_exit_codes(used_session: Session, language: str, code: str, exit_code: 
     assert result.status == ("ok" if exit_code == 0 else "error")
 
 
-def test_python_traceback_is_data_without_ansi(runner: Session) -> None:
-    result = runner.execute("def f():\n    return 1 / 0\nf()")
+def test_python_traceback_is_data_without_ansi(used_session: Session) -> None:
+    result = used_session.execute("def f():\n    return 1 / 0\nf()")
     assert result.status == "error"
     assert result.error is not None
     assert result.error.name == "ZeroDivisionError"
@@ -97,22 +97,22 @@ def test_python_traceback_is_data_without_ansi(runner: Session) -> None:
     assert "f()" in result.error.traceback and "ZeroDivisionError" in result.error.traceback
     assert not ANSI.search(result.error.traceback)
     # Not retried: a side effect before the error happens exactly once.
-    runner.execute("count = 0")
-    runner.execute("count += 1\nraise RuntimeError('once')")
-    assert runner.execute("print(count)").stdout == "1\n"
+    used_session.execute("count = 0")
+    used_session.execute("count += 1\nraise RuntimeError('once')")
+    assert used_session.execute("print(count)").stdout == "1\n"
 
 
-def test_javascript_error_has_name_message_and_stack(runner: Session) -> None:
-    result = runner.execute("function boom() { throw new RangeError('too far') }\nboom()", "javascript")
+def test_javascript_error_has_name_message_and_stack(used_session: Session) -> None:
+    result = used_session.execute("function boom() { throw new RangeError('too far') }\nboom()", "javascript")
     assert result.status == "error"
     assert result.error is not None
     assert (result.error.name, result.error.value) == ("RangeError", "too far")
     assert "boom" in result.error.traceback
 
 
-def test_last_expression_value_is_a_rich_output(runner: Session) -> None:
-    assert runner.execute("6 * 7").text == "42"
-    assert runner.execute("6 * 7", "javascript").text == "42"
+def test_last_expression_value_is_a_rich_output(used_session: Session) -> None:
+    assert used_session.execute("6 * 7").text == "42"
+    assert used_session.execute("6 * 7", "javascript").text == "42"
 
 
 def test_matplotlib_plot_comes_back_as_png(runner: Session) -> None:
@@ -124,9 +124,9 @@ def test_matplotlib_plot_comes_back_as_png(runner: Session) -> None:
     assert base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_pil_image_and_html_display(runner: Session) -> None:
+def test_pil_image_and_html_display(used_session: Session) -> None:
     pytest.importorskip("PIL")
-    result = runner.execute(
+    result = used_session.execute(
         "from PIL import Image\nfrom IPython.display import HTML, display\n"
         "display(Image.new('RGB', (8, 8), 'red'))\ndisplay(HTML('<b>bold</b>'))"
     )
@@ -217,13 +217,13 @@ def test_output_flood_other_languages(runner: Session, language: str, code: str)
     assert result.stdout_file is not None
 
 
-def test_unknown_language_and_empty_code_are_clear_errors(runner: Session) -> None:
+def test_unknown_language_and_empty_code_are_clear_errors(used_session: Session) -> None:
     with pytest.raises(ConfigurationError, match="python, bash, javascript"):
-        runner.execute("print(1)", "cobol")
+        used_session.execute("print(1)", "cobol")
     with pytest.raises(InvalidRequestError, match="empty"):
-        runner.execute("   ")
+        used_session.execute("   ")
     with pytest.raises(InvalidRequestError, match="timeout"):
-        runner.execute("print(1)", timeout=-1)
+        used_session.execute("print(1)", timeout=-1)
 
 
 @pytest.mark.parametrize("alias", ["py", "python3", "sh", "shell", "js", "node"])
@@ -234,9 +234,9 @@ def test_language_aliases(used_session: Session, alias: str) -> None:
     assert result.language in ("python", "bash", "javascript")
 
 
-def test_ipython_shell_escapes_work(runner: Session) -> None:
-    assert "hello" in runner.execute("!echo hello").stdout
-    assert runner.execute("%%bash\necho $((2 + 3))").stdout == "5\n"
+def test_ipython_shell_escapes_work(used_session: Session) -> None:
+    assert "hello" in used_session.execute("!echo hello").stdout
+    assert used_session.execute("%%bash\necho $((2 + 3))").stdout == "5\n"
 
 
 def test_languages_share_the_session_directory(runner: Session) -> None:

@@ -88,13 +88,13 @@ def test_symlinks_cannot_escape_the_session(runner: Session) -> None:
         runner.write_file("outside_link/evil.txt", "x")
 
 
-def test_missing_file_is_a_clear_error(runner: Session) -> None:
+def test_missing_file_is_a_clear_error(used_session: Session) -> None:
     with pytest.raises(FileNotFoundInSessionError, match="list_files"):
-        runner.download_file("nope.txt")
+        used_session.download_file("nope.txt")
 
 
-def test_result_is_readable_by_key_and_attribute(runner: Session) -> None:
-    result = runner.execute("print('hi')")
+def test_result_is_readable_by_key_and_attribute(used_session: Session) -> None:
+    result = used_session.execute("print('hi')")
     assert result["stdout"] == result.stdout == "hi\n"
     assert result["output"] == "hi\n"  # InstaVM's name for stdout
     with pytest.raises(KeyError):
