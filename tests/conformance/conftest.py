@@ -12,7 +12,7 @@ from coderunner import AsyncCodeRunner, CodeRunner
 
 # name -> (sync factory, async factory). A backend whose engine is missing raises pytest.skip
 # with the reason from its factory; CI installs every engine, so nothing is skipped there.
-BackendFactories = tuple[Callable[[], CodeRunner], Callable[[], AsyncCodeRunner]]
+BackendFactories = tuple[Callable[..., CodeRunner], Callable[..., AsyncCodeRunner]]
 
 
 def _inprocess(**options: Any) -> BackendFactories:
@@ -39,7 +39,10 @@ def _docker(request: pytest.FixtureRequest, **options: Any) -> BackendFactories:
     if runtime is not None and runtime not in (client.info().get("Runtimes") or {}):
         pytest.skip(f"the Docker engine has no {runtime!r} runtime (apt-get install runsc; scripts/docker-engine.sh)")
     client.close()
-    return (lambda: CodeRunner(backend="docker", **options), lambda: AsyncCodeRunner(backend="docker", **options))
+    return (
+        lambda **more: CodeRunner(backend="docker", **options, **more),
+        lambda **more: AsyncCodeRunner(backend="docker", **options, **more),
+    )
 
 
 def _server_helpers() -> Any:
@@ -127,6 +130,9 @@ def used_session(shared_runner: CodeRunner) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def arunner(factories: BackendFactories) -> AsyncIterator[AsyncCodeRunner]:
-    async with factories[1]() as runner:
+async def arunner(factories: BackendFactories, backend_name: str) -> AsyncIterator[AsyncCodeRunner]:
+    """A new async runner per test. On docker without a warm pool: a runner that lives for one test would
+    otherwise start a container for its pool that nothing takes (a wasted start, 2 to 8 s of CPU each)."""
+    options = {"pool_size": 0} if backend_name.startswith("docker") else {}
+    async with factories[1](**options) as runner:
         yield runner
