@@ -7,7 +7,8 @@ import sys
 
 SCRIPT = """
 import sys
-for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai", "agents", "pydantic_ai", "deepagents"):
+for name in ("langchain_core", "llama_index", "mcp", "mcp_types", "openai", "agents", "pydantic_ai", "deepagents",
+             "smolagents", "google"):
     sys.modules[name] = None  # makes any import of them fail, as if not installed
 
 import coderunner, coderunner.tools, coderunner.integrations.openai  # need no extra
@@ -26,6 +27,8 @@ for module, extra in (
     ("coderunner.integrations.openai_agents", "openai-agents"),
     ("coderunner.integrations.pydantic_ai", "pydantic-ai"),
     ("coderunner.integrations.deepagents", "deepagents"),
+    ("coderunner.integrations.smolagents", "smolagents"),
+    ("coderunner.integrations.google_adk", "google-adk"),
 ):
     try:
         __import__(module)
