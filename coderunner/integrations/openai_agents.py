@@ -145,8 +145,12 @@ class CoderunnerSandboxSession(BaseSandboxSession):
         sid = self.state.coderunner_session_id
         return sid is not None and await self._runner.is_session_active(sid)
 
+    _ARCHIVE_PREFIX = ".coderunner-workspace-"
+
     def _archive_path(self) -> str:
-        return f"/tmp/.coderunner-workspace-{uuid.uuid4().hex}.tar"
+        # In the workspace itself (left out of the tar): a path outside the session directory is refused by
+        # runners without absolute paths (a remote inprocess server), and the session's /tmp may be small.
+        return str(Path(self.state.manifest.root) / f"{self._ARCHIVE_PREFIX}{uuid.uuid4().hex}.tar")
 
     async def persist_workspace(self) -> io.IOBase:
         """A tar of the workspace root with workspace-relative member paths."""
@@ -154,9 +158,8 @@ class CoderunnerSandboxSession(BaseSandboxSession):
         archive = self._archive_path()
         root = shlex.quote(self.state.manifest.root)
         # Paths the SDK registered as not persisted (its runtime helpers, ephemeral mounts) stay out of the tar.
-        excludes = " ".join(
-            f"--exclude={shlex.quote('./' + p.as_posix())}" for p in sorted(self._persist_workspace_skip_relpaths())
-        )
+        skipped = [f"./{p.as_posix()}" for p in sorted(self._persist_workspace_skip_relpaths())]
+        excludes = " ".join(f"--exclude={shlex.quote(p)}" for p in [*skipped, f"./{self._ARCHIVE_PREFIX}*.tar"])
         result = await self._runner.execute(
             f"tar -cf {archive} {excludes} -C {root} .", language="bash", session_id=sid
         )

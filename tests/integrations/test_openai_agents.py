@@ -249,3 +249,41 @@ def test_python_tool_refuses_a_foreign_session() -> None:
     )
     with pytest.raises(TypeError, match="CoderunnerSandboxClient"):
         python_tool(foreign)
+
+
+def test_the_example_and_a_snapshot_round_trip_work_through_a_remote_server(tmp_path: Path) -> None:
+    """Over the InstaVM protocol to a `coderunner serve` on loopback whose runner keeps to the session directory.
+
+    The workspace tar is made inside the workspace (and left out of itself): a path outside the session
+    directory would be refused by such a server, and the SDK's cleanup after the run would fail.
+    """
+    import asyncio
+
+    from integration_helpers import serve
+
+    from coderunner.server.app import create_app
+
+    with (
+        serve(create_app(db_path=":memory:", mcp=False)) as base_url,
+        CodeRunner(backend="instavm", base_url=base_url) as remote,
+    ):
+        assert example.main(runner=remote) == "There are 1229 primes below 10,000."
+
+        async def round_trip() -> bytes:
+            client = CoderunnerSandboxClient(remote)
+            session = await client.create(snapshot=LocalSnapshotSpec(base_path=tmp_path))
+            async with session:
+                await session.exec("echo kept > file.txt")
+            payload = client.serialize_session_state(session.state)
+            await client.delete(session)
+            resumed = await client.resume(client.deserialize_session_state(payload))
+            try:
+                async with resumed:
+                    listing = (await resumed.exec("ls -a")).stdout
+                    assert b".coderunner-workspace-" not in listing
+                    return bytes((await resumed.read(Path("file.txt"))).read())
+            finally:
+                await client.delete(resumed)
+
+        assert asyncio.run(round_trip()) == b"kept\n"
+        assert remote.list_sessions() == []
