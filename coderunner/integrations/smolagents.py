@@ -153,12 +153,15 @@ class CoderunnerExecutor(RemotePythonExecutor):  # type: ignore[misc]  # smolage
         The docker image is offline and carries the usual data-science stack, so most imports are already
         there: only the missing ones go to the package installer (which needs the network or a local index).
         """
-        if not additional_imports:
-            return []
+        # smolagents' import lists may hold patterns ("pandas.*", "*"): the package is the first dotted part,
+        # and a bare wildcard names nothing to install.
+        packages = sorted({name.split(".")[0] for name in additional_imports} - {"*", ""})
+        if not packages:
+            return list(additional_imports)
         probe = (
             "import importlib.util as __cr_util\n"
-            f"print(' '.join(n for n in {list(additional_imports)!r} "
-            "if __cr_util.find_spec(n.split('.')[0].replace('-', '_')) is None))\n"
+            f"print(' '.join(n for n in {packages!r} "
+            "if __cr_util.find_spec(n.replace('-', '_')) is None))\n"
             "del __cr_util"
         )
         missing = self._session.execute(probe).stdout.split()

@@ -103,3 +103,14 @@ def require_docker() -> None:
         pytest.skip(f"no Docker engine: {exc.message}")
     ensure_image(client)
     client.close()
+
+
+def backend_runner(name: str, **options: Any) -> Any:
+    """The runner a per-backend integration module shares: docker (the test skipped, saying why, without an
+    engine) or inprocess without a warm pool (the tests make their own sessions, one or two each)."""
+    from coderunner import CodeRunner
+
+    if name == "docker":
+        require_docker()
+        return CodeRunner(backend="docker", **options)
+    return CodeRunner(backend="inprocess", pool_size=0, **options)

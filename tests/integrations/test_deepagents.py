@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from deepagents import create_deep_agent
-from integration_helpers import load_example, require_docker
+from integration_helpers import backend_runner, load_example, require_docker
 from langchain_tests.integration_tests import SandboxIntegrationTests
 
 from coderunner import CodeRunner
@@ -73,12 +73,7 @@ tool_results = example.tool_results
 @pytest.fixture(scope="module", params=["inprocess", pytest.param("docker", marks=pytest.mark.docker)])
 def loop_runner(request: pytest.FixtureRequest) -> Iterator[CodeRunner]:
     """One runner per backend for the agent-loop tests; each test checks it leaves no session behind."""
-    if request.param == "docker":
-        require_docker()
-        made = CodeRunner(backend="docker", absolute_paths=True)
-    else:
-        made = CodeRunner(backend="inprocess", pool_size=0, absolute_paths=True)
-    with made:
+    with backend_runner(request.param, absolute_paths=True) as made:
         yield made
 
 

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("google.adk")
 
 from google.genai import types
-from integration_helpers import load_example, require_docker
+from integration_helpers import backend_runner, load_example
 
 from coderunner import CodeRunner
 from coderunner.integrations.google_adk import CoderunnerCodeExecutor
@@ -30,12 +30,7 @@ last_result = example.last_result
 @pytest.fixture(scope="module", params=["inprocess", pytest.param("docker", marks=pytest.mark.docker)])
 def runner(request: pytest.FixtureRequest) -> Iterator[CodeRunner]:
     """One runner per backend for the module; every test checks it leaves no session behind."""
-    if request.param == "docker":
-        require_docker()
-        made = CodeRunner(backend="docker")
-    else:
-        made = CodeRunner(backend="inprocess", pool_size=0)
-    with made:
+    with backend_runner(request.param) as made:
         yield made
 
 

@@ -17,7 +17,7 @@ from agents.run_config import SandboxRunConfig
 from agents.sandbox import ExposedPortUnavailableError, LocalSnapshotSpec, SandboxAgent
 from agents.sandbox.capabilities import Capabilities
 from agents.sandbox.errors import ExecTimeoutError
-from integration_helpers import load_example, require_docker
+from integration_helpers import backend_runner, load_example
 
 from coderunner import CodeRunner
 from coderunner.integrations.openai_agents import (
@@ -32,20 +32,12 @@ ScriptedModel = example.ScriptedModel
 tool_outputs = example.tool_outputs
 
 
-def _docker_runner() -> CodeRunner:
-    require_docker()
-    return CodeRunner(backend="docker")
-
-
 @pytest.fixture(scope="module", params=["inprocess", pytest.param("docker", marks=pytest.mark.docker)])
 def runner(request: pytest.FixtureRequest) -> Iterator[CodeRunner]:
     """One runner per backend for the module; every test checks it leaves no session behind."""
-    made = (
-        CodeRunner(backend="inprocess", pool_size=0, absolute_paths=True)
-        if request.param == "inprocess"
-        else _docker_runner()
-    )
-    with made:
+    # The docker runner keeps the default file rule: absolute paths there are the container's own anyway.
+    options = {"absolute_paths": True} if request.param == "inprocess" else {}
+    with backend_runner(request.param, **options) as made:
         yield made
 
 
