@@ -302,6 +302,18 @@ class EngineSession:
         except (asyncio.TimeoutError, BackendError) as exc:
             log.warning("the python interpreter did not collect %d killed children: %s", len(children), exc)
 
+    async def _settle(self, kernel: Kernel) -> None:
+        """Let an interrupt that came just after the code had stopped land on a no-op, not on the next code.
+
+        A SIGINT sent as the interrupted execution was already ending (the first one at a timeout, or a
+        resend) is raised in the kernel's next dispatch, which ipykernel then aborts ("KeyboardInterrupt
+        caught in kernel") without running it: the user's next code would come back empty.
+        """
+        if kernel.language != "python" or not kernel.is_alive():
+            return
+        with contextlib.suppress(asyncio.TimeoutError, BackendError):
+            await asyncio.wait_for(kernel.execute("pass", NullSink()), _REAP_TIMEOUT)
+
     def _limit_message(self, limit: processes.ProcessLimit) -> str:
         """Why nothing can start: the limit, whose processes hold it, and how to free them."""
         procs = processes.scan()
@@ -436,6 +448,7 @@ class EngineSession:
                     # Started while it handled the interrupt (a cleanup handler, say).
                     killed += await self._kill_leftovers(kernel, keep_kernel=True)
                     await self._collect(kernel, killed)
+                    await self._settle(kernel)
         except asyncio.CancelledError:
             # Our caller went away (e.g. the server shut down): do not leave the code running.
             task.cancel()
