@@ -44,6 +44,8 @@ SPILL_DIR = ".coderunner/output"
 
 # How long the interpreter gets to collect the children the engine killed (see processes.python_reap_code).
 _REAP_TIMEOUT = 10.0
+# A no-op answers in milliseconds; the bound only keeps a kernel that aborts it silently from holding the session.
+_SETTLE_TIMEOUT = 2.0
 # Output that suggests a fork failed for lack of processes (EAGAIN), worth the cost of counting them.
 _NO_PROCESSES = re.compile(r"Resource temporarily unavailable|EAGAIN|BlockingIOError|can't start new thread|fork")
 
@@ -312,7 +314,7 @@ class EngineSession:
         if kernel.language != "python" or not kernel.is_alive():
             return
         with contextlib.suppress(asyncio.TimeoutError, BackendError):
-            await asyncio.wait_for(kernel.execute("pass", NullSink()), _REAP_TIMEOUT)
+            await asyncio.wait_for(kernel.execute("pass", NullSink()), _SETTLE_TIMEOUT)
 
     def _limit_message(self, limit: processes.ProcessLimit) -> str:
         """Why nothing can start: the limit, whose processes hold it, and how to free them."""

@@ -127,13 +127,13 @@ class CoderunnerCodeExecutor(BaseCodeExecutor):
                 self._runner, self._owns_runner = sync_runner(source)
             return self._runner
 
-    def _box(self, key: str) -> tuple[_Box, bool]:
-        """The session for ``key``, made if needed; and whether it is new."""
+    def _box(self, key: str) -> _Box:
+        """The session for ``key``, made if needed."""
         runner = self._the_runner()
         with self._lock:
             box = self._boxes.get(key)
         if box is not None:
-            return box, False
+            return box
         session = runner.session("python", metadata={"adk_execution_id": key[:200]}, **self.session_options)
         made = _Box(session)
         with self._lock:
@@ -141,8 +141,8 @@ class CoderunnerCodeExecutor(BaseCodeExecutor):
         if raced is not made:  # another thread made this key's session first: keep one
             with contextlib.suppress(CodeRunnerError):
                 session.close()
-            return raced, False
-        return made, True
+            return raced
+        return made
 
     def _forget(self, key: str, box: _Box) -> None:
         with self._lock:
@@ -159,7 +159,7 @@ class CoderunnerCodeExecutor(BaseCodeExecutor):
         key = code_execution_input.execution_id if stateful else f"once-{uuid.uuid4().hex}"
         assert key is not None
         notes: list[str] = []
-        box, _ = self._box(key)
+        box = self._box(key)
         try:
             try:
                 result = self._run(box, code_execution_input)
@@ -168,7 +168,7 @@ class CoderunnerCodeExecutor(BaseCodeExecutor):
                 # fresh session is safe; the model is told its earlier variables are gone.
                 self._forget(key, box)
                 notes.append(f"[sandbox] {exc.message}; a new session was started: earlier variables are gone.")
-                box, _ = self._box(key)
+                box = self._box(key)
                 result = self._run(box, code_execution_input)
             files = self._output_files(box, result, notes)
         finally:

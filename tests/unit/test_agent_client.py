@@ -78,9 +78,12 @@ def agent(tmp_path: Path) -> Iterator[tuple[Path, bytes]]:
     server = uvicorn.Server(uvicorn.Config(_ProveAnswers(_app, key), uds=str(path), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # The socket file appears at bind(), before listen(): a request in between is refused. uvicorn says
+    # when it is serving.
     deadline = time.monotonic() + 10
-    while not path.exists() and time.monotonic() < deadline:
+    while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert server.started, "the test agent did not start within 10 s"
     yield path, key
     server.should_exit = True
     thread.join(10)
