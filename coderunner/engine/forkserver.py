@@ -60,6 +60,8 @@ class ForkedProcess:
         self._pidfd: int | None = None
         self._create_time: float | None = None
         self.returncode: int | None = None
+        self.set_up = False
+        """True when the child installed coderunner's kernel hooks itself (``fork(setup=...)``)."""
         try:
             self._pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
         except (AttributeError, OSError):  # no pidfd (old kernel, gVisor, not Linux): pid + start time
@@ -267,8 +269,19 @@ class ForkServer:
                     future.set_result(failure)
             table.clear()
 
-    async def fork(self, *, argv: Sequence[str], cwd: Path, env: Mapping[str, str], tag: str | None) -> ForkedProcess:
+    async def fork(
+        self,
+        *,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        tag: str | None,
+        setup: Mapping[str, Any] | None = None,
+    ) -> ForkedProcess:
         """Fork a kernel running ``ipykernel`` with ``argv``; returns once its sockets are bound.
+
+        ``setup`` (``{"max_spill": N}``) has the child install coderunner's kernel hooks before it starts; the
+        returned process's ``set_up`` says whether it did.
 
         Raises:
             BackendError: The server could not be started, or the fork or the child's start failed.
@@ -283,7 +296,15 @@ class ForkServer:
         bound: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[rid] = forked
         self._bound[rid] = bound
-        request = {"op": "fork", "id": rid, "argv": list(argv), "cwd": str(cwd), "env": dict(env), "tag": tag}
+        request = {
+            "op": "fork",
+            "id": rid,
+            "argv": list(argv),
+            "cwd": str(cwd),
+            "env": dict(env),
+            "tag": tag,
+            "setup": dict(setup) if setup is not None else None,
+        }
         try:
             proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
@@ -301,6 +322,7 @@ class ForkServer:
             started = await asyncio.wait_for(bound, _FORK_TIMEOUT)
             if started.get("event") != "bound":
                 raise BackendError(f"The forked Python kernel did not start: {started.get('message', started)}")
+            child.set_up = started.get("setup") is True
             return child
         except BaseException:
             self._waiting.pop(rid, None)

@@ -158,7 +158,11 @@ class PythonKernel(Kernel):
             if self._can_fork(kernel_env):
                 assert self._forkserver is not None
                 self._proc = await self._forkserver.fork(
-                    argv=["-f", str(connection_file), *_FORKED_ARGS], cwd=cwd, env=kernel_env, tag=self.tag
+                    argv=["-f", str(connection_file), *_FORKED_ARGS],
+                    cwd=cwd,
+                    env=kernel_env,
+                    tag=self.tag,
+                    setup={"max_spill": MAX_SPILL_BYTES},
                 )
                 self.forked = True
             else:
@@ -183,6 +187,8 @@ class PythonKernel(Kernel):
         except Exception as exc:  # any failure to start is an engine failure, not user error
             await self.shutdown()
             raise BackendError(f"The Python kernel did not start: {exc}") from exc
+        if isinstance(self._proc, ForkedProcess) and self._proc.set_up:
+            return  # the child installed the hooks before it started
         hooks_loaded = self.forked and self._forkserver is not None and self._forkserver.hooks_loaded
         reply = await self.execute(_FORKED_SETUP_CODE if hooks_loaded else _SETUP_CODE, NullSink(), silent=True)
         if reply.error is not None or reply.died:

@@ -234,3 +234,16 @@ async def test_a_kernel_with_other_arguments_than_the_prepared_ones_still_starts
     finally:
         await kernel.shutdown()
         await server.close()
+
+
+def test_a_forked_kernel_installs_the_hooks_before_it_starts(tmp_path: Path) -> None:
+    # The setup a fresh kernel would get as its first, silent execution is done in the child, before it serves.
+    with (
+        CodeRunner(runtime_dir=str(tmp_path), pool_size=0, kernel_start="fork", max_output_chars=1000) as r,
+        r.session() as s,
+    ):
+        assert _kernel(r, s.session_id)._proc.set_up
+        capped = s.execute("print('x' * 50_000)")  # the first execution is already capped by the hooks
+        assert len(capped.stdout) < 5000 and "x" * 100 in capped.stdout
+        exited = s.execute("import sys\nsys.exit(3)")  # and IPython's 'To exit: use' warning is filtered
+        assert exited.exit_code == 3 and "To exit" not in exited.stderr
