@@ -188,3 +188,25 @@ def test_absolute_paths_on_inprocess_are_the_hosts_only_when_asked(tmp_path: Pat
         # Relative paths still start in, and stay in, the session directory.
         with pytest.raises(PathError):
             runner.write_file("../escape.txt", "x")
+
+
+def test_an_engine_directory_appears_only_whole_and_a_crashed_staging_one_is_removed(tmp_path: Path) -> None:
+    # Another process's sweep must never see a live engine's directory without its owner file: it would take it
+    # for a crashed engine's, remove it and kill the engine's fork server and kernels.
+    from coderunner.engine.engine import reap_orphans
+
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=0) as runner:
+        runner.execute("pass")
+        engine_dir = runner.backend.engine.dir  # type: ignore[attr-defined]
+        assert (engine_dir / "owner.json").is_file()
+        root = engine_dir.parent
+        assert reap_orphans(root) == 0 and engine_dir.is_dir()
+        assert runner.execute("print('alive')").stdout == "alive\n"
+        young = root / ".e-1-young.new"
+        (young / "pids").mkdir(parents=True)
+        old = root / ".e-2-old.new"
+        (old / "pids").mkdir(parents=True)
+        os.utime(old, (time.time() - 3600, time.time() - 3600))
+        reap_orphans(root)
+        assert young.is_dir()  # it may be an engine starting right now
+        assert not old.exists()  # left by a crash before the rename: nothing runs from it

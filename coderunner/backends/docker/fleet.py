@@ -131,6 +131,11 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
             removed += 1
     if runtime_dir is not None:
         root = Path(runtime_dir) / "docker"
+        for staging in root.glob(".r-*.new") if root.is_dir() else []:
+            # Caught by a crash before it was renamed into place (Fleet.__init__): nothing was mounted in it yet.
+            with contextlib.suppress(OSError):
+                if time.time() - staging.stat().st_mtime > 300:
+                    shutil.rmtree(staging, ignore_errors=True)
         for runner_dir in root.glob("r-*") if root.is_dir() else []:
             try:
                 owner = json.loads((runner_dir / "owner.json").read_text())
@@ -212,8 +217,12 @@ class Fleet:
         self.labels = owner_labels(self.runner_id)
         Path(settings.runtime_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         sweep_orphans(self.client, settings.runtime_dir)
-        self.root.mkdir(parents=True, mode=0o700)
-        (self.root / "owner.json").write_text(json.dumps({"pid": me, "start": pid_signature(me)}))
+        # Made whole, then renamed into place: another runner's sweep must never see it without its owner file
+        # (it would take the directory for a crashed runner's and remove it).
+        staging = self.root.with_name(f".{self.root.name}.new")
+        staging.mkdir(parents=True, mode=0o700)
+        (staging / "owner.json").write_text(json.dumps({"pid": me, "start": pid_signature(me)}))
+        staging.rename(self.root)
         self.image = image or os.environ.get("CODERUNNER_DOCKER_IMAGE", "").strip() or None
         try:
             if self.image is None:
