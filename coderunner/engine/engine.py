@@ -47,8 +47,6 @@ __all__ = ["Engine", "kernel_class", "kill_group", "pid_signature", "reap_orphan
 log = logging.getLogger(__name__)
 
 _OWNER_FILE = "owner.json"
-# An engine directory being made lives under a staging name for milliseconds; one older than this was left by a crash.
-_STAGING_MAX_AGE = 300.0
 # Threads for blocking file work (removing directories, reading and writing files). Started with the
 # engine, never more: when a fork bomb holds every slot of the process limit, a new thread cannot start,
 # and closing the session (which removes its directory) must still work.
@@ -86,11 +84,7 @@ def reap_orphans(runtime_root: Path) -> int:
     cleaned = 0
     if not runtime_root.is_dir():
         return 0
-    for staging in runtime_root.glob(".e-*.new"):
-        # A directory that a crash caught before it was renamed into place (Engine.start): it holds no processes.
-        with contextlib.suppress(OSError):
-            if time.time() - staging.stat().st_mtime > _STAGING_MAX_AGE:
-                shutil.rmtree(staging, ignore_errors=True)
+    processes.remove_stale_staging(runtime_root, "e-*")
     orphans: list[Path] = []
     for engine_dir in runtime_root.glob("e-*"):
         try:
@@ -176,15 +170,10 @@ class Engine:
         cleaned = await self._blocking(reap_orphans, self.root)
         if cleaned:
             log.info("removed %d leftover engine directories from earlier runs", cleaned)
-        # Made whole under a name the sweep does not look at, then renamed: another process's sweep that saw our
-        # directory before its owner file (or a half-written one) took it for a crashed engine's, removed it and
-        # killed the fork server and kernels we had started by then.
-        staging = self.root / f".{self.dir.name}.new"
-        for sub in ("pids", "pool", "sessions"):
-            (staging / sub).mkdir(parents=True)
         me = psutil.Process()
-        (staging / _OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
-        staging.rename(self.dir)
+        processes.publish_owned_dir(
+            self.dir, {"pid": me.pid, "create_time": me.create_time()}, subdirs=("pids", "pool", "sessions")
+        )
         processes.kill_at_exit(self)
         self._fill_pool()
         self._reaper = asyncio.ensure_future(self._expire_loop())

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import sys
+import time
 import weakref
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -54,7 +57,9 @@ __all__ = [
     "new_tag",
     "pid_signature",
     "process_limit",
+    "publish_owned_dir",
     "python_reap_code",
+    "remove_stale_staging",
     "same_process",
     "scan",
 ]
@@ -112,6 +117,35 @@ TAG_VAR = "CODERUNNER_KERNEL_TAG"
 _TAG_ENTRY = b"\0" + TAG_VAR.encode() + b"="
 # A scan is repeated while it finds processes to freeze; a fork bomb converges in a few rounds, this bounds it.
 _MAX_ROUNDS = 200
+
+
+# A directory being made lives under its staging name for milliseconds; one older than this was left by a crash.
+_STAGING_MAX_AGE = 300.0
+
+
+def publish_owned_dir(final: Path, owner: Mapping[str, object], subdirs: Collection[str] = ()) -> None:
+    """Make ``final`` whole (``subdirs`` and ``owner.json``) under a staging name, then rename it into place.
+
+    The orphan sweeps of other processes look only at finished names: one that saw a directory before its owner
+    file (or a half-written one) would take it for a crashed owner's, remove it and kill what it had started.
+    """
+    staging = final.with_name(f".{final.name}.new")
+    staging.mkdir(parents=True, mode=0o700)
+    for sub in subdirs:
+        (staging / sub).mkdir()
+    (staging / "owner.json").write_text(json.dumps(dict(owner)))
+    staging.rename(final)
+
+
+def remove_stale_staging(root: Path, pattern: str) -> None:
+    """Remove staging directories (``pattern``, e.g. ``e-*``) that a crash caught before they were renamed.
+
+    Nothing was started from them yet: they hold no processes and no mounts.
+    """
+    for staging in root.glob(f".{pattern}.new"):
+        with contextlib.suppress(OSError):
+            if time.time() - staging.stat().st_mtime > _STAGING_MAX_AGE:
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 def new_tag(engine_name: str) -> str:

@@ -47,7 +47,13 @@ from coderunner.backends.sandbox.owners import host_id, owner_alive, owner_label
 from coderunner.backends.sandbox.pool import WarmPool
 from coderunner.config import Settings
 from coderunner.engine.demand import parallel_starts
-from coderunner.engine.processes import forget_at_exit, kill_at_exit, pid_signature
+from coderunner.engine.processes import (
+    forget_at_exit,
+    kill_at_exit,
+    pid_signature,
+    publish_owned_dir,
+    remove_stale_staging,
+)
 from coderunner.errors import (
     BackendError,
     CodeRunnerError,
@@ -131,11 +137,7 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
             removed += 1
     if runtime_dir is not None:
         root = Path(runtime_dir) / "docker"
-        for staging in root.glob(".r-*.new") if root.is_dir() else []:
-            # Caught by a crash before it was renamed into place (Fleet.__init__): nothing was mounted in it yet.
-            with contextlib.suppress(OSError):
-                if time.time() - staging.stat().st_mtime > 300:
-                    shutil.rmtree(staging, ignore_errors=True)
+        remove_stale_staging(root, "r-*")
         for runner_dir in root.glob("r-*") if root.is_dir() else []:
             try:
                 owner = json.loads((runner_dir / "owner.json").read_text())
@@ -217,12 +219,7 @@ class Fleet:
         self.labels = owner_labels(self.runner_id)
         Path(settings.runtime_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         sweep_orphans(self.client, settings.runtime_dir)
-        # Made whole, then renamed into place: another runner's sweep must never see it without its owner file
-        # (it would take the directory for a crashed runner's and remove it).
-        staging = self.root.with_name(f".{self.root.name}.new")
-        staging.mkdir(parents=True, mode=0o700)
-        (staging / "owner.json").write_text(json.dumps({"pid": me, "start": pid_signature(me)}))
-        staging.rename(self.root)
+        publish_owned_dir(self.root, {"pid": me, "start": pid_signature(me)})
         self.image = image or os.environ.get("CODERUNNER_DOCKER_IMAGE", "").strip() or None
         try:
             if self.image is None:
