@@ -46,7 +46,6 @@ __all__ = ["Engine", "kernel_class", "kill_group", "pid_signature", "reap_orphan
 
 log = logging.getLogger(__name__)
 
-_OWNER_FILE = "owner.json"
 # Threads for blocking file work (removing directories, reading and writing files). Started with the
 # engine, never more: when a fork bomb holds every slot of the process limit, a new thread cannot start,
 # and closing the session (which removes its directory) must still work.
@@ -88,7 +87,7 @@ def reap_orphans(runtime_root: Path) -> int:
     orphans: list[Path] = []
     for engine_dir in runtime_root.glob("e-*"):
         try:
-            owner = json.loads((engine_dir / _OWNER_FILE).read_text())
+            owner = json.loads((engine_dir / processes.OWNER_FILE).read_text())
             owner_pid, owner_ct = int(owner["pid"]), float(owner["create_time"])
         except (OSError, ValueError, KeyError, TypeError):
             owner_pid, owner_ct = -1, 0.0

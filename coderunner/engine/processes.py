@@ -46,6 +46,7 @@ from typing import Protocol
 import psutil
 
 __all__ = [
+    "OWNER_FILE",
     "TAG_VAR",
     "ProcInfo",
     "ProcessLimit",
@@ -119,6 +120,8 @@ _TAG_ENTRY = b"\0" + TAG_VAR.encode() + b"="
 _MAX_ROUNDS = 200
 
 
+OWNER_FILE = "owner.json"
+"""The file naming an owned runtime directory's owner process (pid and start signature)."""
 # A directory being made lives under its staging name for milliseconds; one older than this was left by a crash.
 _STAGING_MAX_AGE = 300.0
 
@@ -133,7 +136,7 @@ def publish_owned_dir(final: Path, owner: Mapping[str, object], subdirs: Collect
     staging.mkdir(parents=True, mode=0o700)
     for sub in subdirs:
         (staging / sub).mkdir()
-    (staging / "owner.json").write_text(json.dumps(dict(owner)))
+    (staging / OWNER_FILE).write_text(json.dumps(dict(owner)))
     staging.rename(final)
 
 

@@ -48,6 +48,7 @@ from coderunner.backends.sandbox.pool import WarmPool
 from coderunner.config import Settings
 from coderunner.engine.demand import parallel_starts
 from coderunner.engine.processes import (
+    OWNER_FILE,
     forget_at_exit,
     kill_at_exit,
     pid_signature,
@@ -140,7 +141,7 @@ def sweep_orphans(client: DockerClient, runtime_dir: str | Path | None = None) -
         remove_stale_staging(root, "r-*")
         for runner_dir in root.glob("r-*") if root.is_dir() else []:
             try:
-                owner = json.loads((runner_dir / "owner.json").read_text())
+                owner = json.loads((runner_dir / OWNER_FILE).read_text())
             except (OSError, ValueError):
                 owner = {}
             alive = owner_alive({LABEL_OWNER_PID: str(owner.get("pid")), LABEL_OWNER_START: str(owner.get("start"))})
