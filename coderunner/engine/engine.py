@@ -187,6 +187,11 @@ class Engine:
             await asyncio.gather(*(loop.run_in_executor(self._io, barrier.wait, 5.0) for _ in range(_IO_THREADS)))
         except (RuntimeError, threading.BrokenBarrierError) as exc:  # RuntimeError: at the process limit already
             log.warning("could not start all %d I/O threads of the engine: %s", _IO_THREADS, exc)
+        from coderunner.engine.python import start_zmq_threads  # jupyter_client is imported on first use
+
+        # ZMQ's threads too: libzmq aborts the process when it cannot start one, and its first kernel client
+        # may come while a session's fork bomb holds every slot of the process limit (a container's agent).
+        start_zmq_threads()
 
     async def _blocking(self, func: Callable[..., _T], *args: object) -> _T:
         """Run blocking file work on the engine's own threads (started in advance, see ``_IO_THREADS``)."""

@@ -52,13 +52,23 @@ def _context() -> zmq.asyncio.Context:
 
     Its sockets retry a connection every 10 ms, not ZMQ's default 100: a spawned kernel binds its sockets a
     moment after the client connects, and the default interval would add up to 100 ms to every start.
+
+    Its threads are started here, with a socket made and closed at once (libzmq starts them with the first
+    socket): libzmq aborts the whole process when it cannot start a thread, and it would otherwise try the
+    first time a kernel starts, which may be while a fork bomb holds every slot of the process limit.
     """
     global _zmq_context
     if _zmq_context is None:
         ctx = zmq.asyncio.Context()
         ctx.setsockopt(zmq.RECONNECT_IVL, 10)
+        zmq.Socket(ctx, zmq.PAIR).close(linger=0)
         _zmq_context = ctx
     return _zmq_context
+
+
+def start_zmq_threads() -> None:
+    """Start the threads of the process's ZMQ context now, while threads can still start (see ``_context``)."""
+    _context()
 
 
 # Arguments for ipykernel: no history database (it lives in ~/.ipython and is shared

@@ -57,10 +57,10 @@ def test_classic_bash_fork_bomb_is_contained(docker_runner: CodeRunner, docker_c
     info = docker_runner.backend.create_session(SessionSpec("bash", options={"pids_limit": 128}))
     container_id = docker_runner.backend.container_id(info.session_id)
     try:
-        docker_runner.execute(":(){ :|:& };:", "bash", timeout=5, session_id=info.session_id)
+        result = docker_runner.execute(":(){ :|:& };:", "bash", timeout=5, session_id=info.session_id)
         time.sleep(2)  # let it fill the container's pids quota
         stats = docker_client.api.inspect_container(container_id)
-        assert stats["State"]["Running"]
+        assert stats["State"]["Running"], (result, stats["State"], docker_client.api.logs(container_id)[-4000:])
         _host_is_fine()
     finally:
         docker_runner.backend.close_session(info.session_id)
