@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
 import secrets
@@ -122,6 +121,7 @@ class PythonKernel(Kernel):
         self._files: list[Path] = []
         self._interrupted = False
         self._closed = False
+        self._prepare: dict[str, Any] | None = None  # a pooled kernel's session, sent with the next execution
         self.forked = False
         """True when the kernel was forked from the fork server (False: spawned)."""
 
@@ -235,16 +235,13 @@ class PythonKernel(Kernel):
                 continue  # not subscribed yet: the next kernel_info's status messages will tell
 
     async def configure(self, cwd: Path, env: Mapping[str, str]) -> None:
-        """Change the kernel's directory and environment (for kernels taken from the warm pool)."""
-        code = (
-            "import os as __cr_os, sys as __cr_sys\n"
-            f"__cr_os.chdir({str(cwd)!r})\n"
-            f"__cr_os.environ.update({json.dumps(dict(env))})\n"
-            "del __cr_os, __cr_sys\n"
-        )
-        reply = await self.execute(code, NullSink(), silent=True)
-        if reply.died or reply.error is not None:
-            raise BackendError(f"Could not prepare the Python kernel: {reply.error or 'it died'}")
+        """Change the kernel's directory and environment (for kernels taken from the warm pool).
+
+        The change travels with the next execution (the hooks make it before the code runs), which saves a new
+        session one round trip to its kernel; only execute requests reach the kernel's code, so none can see
+        the pool's directory meanwhile.
+        """
+        self._prepare = {"cwd": str(cwd), "env": dict(env)}
 
     async def execute(self, code: str, sink: OutputSink, silent: bool = False) -> KernelReply:
         """Run ``code`` and stream its messages into ``sink``."""
@@ -262,8 +259,12 @@ class PythonKernel(Kernel):
             "allow_stdin": False,
             "stop_on_error": False,
         }
-        metadata = {python_hooks.OPTIONS_KEY: capped.kernel_options()} if capped is not None else None
-        request = kc.session.msg("execute_request", content, metadata=metadata)
+        metadata: dict[str, Any] = {}
+        if capped is not None:
+            metadata[python_hooks.OPTIONS_KEY] = capped.kernel_options()
+        if self._prepare is not None:
+            metadata[python_hooks.PREPARE_KEY], self._prepare = self._prepare, None
+        request = kc.session.msg("execute_request", content, metadata=metadata or None)
         kc.shell_channel.send(request)
         msg_id = request["header"]["msg_id"]
         reply = KernelReply()

@@ -25,6 +25,10 @@ then drops the whole message (every line printed in the same 0.2 s, a display, a
 even the execute_reply). Streams escape such code points as they are written; any other
 message that fails to pack for that reason is sent again with them escaped (``\ud800``) and
 ``"coderunner_replaced": true`` in its metadata.
+
+**A pooled kernel's session.** A kernel taken from the warm pool learns its session's working
+directory and environment from the session's first execute_request (metadata key
+:data:`PREPARE_KEY`: ``{"cwd": "/abs/dir", "env": {...}}``), applied before that code runs.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import re
 import threading
 from typing import IO, Any
 
-__all__ = ["MSG_TYPE", "REPLACED_KEY", "escape_surrogates", "install"]
+__all__ = ["MSG_TYPE", "PREPARE_KEY", "REPLACED_KEY", "escape_surrogates", "install"]
 
 MSG_TYPE = "coderunner_output"
 """The iopub message type the kernel uses to report a cut or a replacement to the engine."""
@@ -47,6 +51,8 @@ REPLACED_KEY = "coderunner_replaced"
 """Metadata key set on a message whose text had lone surrogates escaped."""
 OPTIONS_KEY = "coderunner"
 """The execute_request metadata key carrying the per-execution caps."""
+PREPARE_KEY = "coderunner_prepare"
+"""The execute_request metadata key carrying a pooled kernel's session: ``{"cwd": ..., "env": {...}}``."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Big writes go to the spill file in slices, so a 300 MB string is never copied whole.
@@ -447,6 +453,29 @@ def _route_children(caps: list[_StreamCap], session: Any) -> None:
     pub.schedule(lambda: pipe_in.on_recv(handle))  # the stream belongs to the IO thread
 
 
+def _enter_session(prepare: dict[str, Any], parent: dict[str, Any]) -> None:
+    """Move a kernel taken from the warm pool into its session: working directory and environment.
+
+    The engine sends this with the session's first execution rather than as an execution of its own (one round
+    trip less per new session). Should it fail, the execution raises instead of running its code elsewhere.
+    """
+    import sys
+
+    try:
+        pool_dir = os.getcwd()
+        os.chdir(prepare["cwd"])
+        if sys.path and sys.path[0] == pool_dir:  # as `python -m ipykernel_launcher` started there would have it
+            sys.path[0] = prepare["cwd"]
+        env = prepare.get("env") or {}
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+    except Exception as exc:
+        message = (
+            f"coderunner could not move this interpreter into its session ({exc}); "
+            "close the session and open a new one."
+        )
+        parent.setdefault("content", {})["code"] = f"raise RuntimeError({message!r})"
+
+
 def install(shell: Any, max_spill: int) -> None:
     """Install the caps and the packing fallback in the running kernel (``get_ipython()``)."""
     import sys
@@ -476,7 +505,11 @@ def install(shell: Any, max_spill: int) -> None:
     handler = kernel.shell_handlers["execute_request"]
 
     async def execute_request(stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        options = (parent.get("metadata") or {}).get(OPTIONS_KEY)
+        metadata = parent.get("metadata") or {}
+        prepare = metadata.get(PREPARE_KEY)
+        if isinstance(prepare, dict):
+            _enter_session(prepare, parent)
+        options = metadata.get(OPTIONS_KEY)
         for cap in caps:
             cap.begin(options if isinstance(options, dict) else None, parent["header"])
         try:

@@ -125,6 +125,34 @@ def test_a_forked_kernel_has_the_session_directory_environment_and_import_path(r
     assert f"{processes.TAG_VAR}={kernel.tag}".encode() in environ
 
 
+def test_a_pooled_kernel_enters_its_session_before_the_first_code_runs(tmp_path: Path) -> None:
+    # A kernel from the warm pool moves into its session with the session's first execution (no execution of
+    # its own): that execution, and a command it starts, already see the session's directory and environment.
+    with CodeRunner(runtime_dir=str(tmp_path), pool_size=1, kernel_start="fork") as runner:
+        s = runner.session(env={"GREETING": "hello"})
+        assert _engine(runner).totals["pool_hits"] == 1
+        s.write_file("mymod.py", "VALUE = 7\n")
+        out = s.execute(
+            "import os, sys, mymod; print(os.getcwd() == sys.path[0], os.environ['GREETING'], mymod.VALUE)\n"
+            "!pwd; echo $GREETING"
+        )
+        assert out.error is None, out.error
+        where = str(_engine(runner).session(s.session_id).working_dir)
+        assert out.stdout.split() == ["True", "hello", "7", where, "hello"]
+        assert psutil.Process(_kernel(runner, s.session_id).pid).cwd() == where
+
+
+def test_a_kernel_that_cannot_enter_its_session_runs_no_code(tmp_path: Path) -> None:
+    from coderunner.engine import python_hooks
+
+    parent: dict[str, Any] = {"content": {"code": "print('ran')"}}
+    before = os.getcwd()
+    python_hooks._enter_session({"cwd": str(tmp_path / "missing"), "env": {}}, parent)
+    assert os.getcwd() == before
+    assert parent["content"]["code"].startswith("raise RuntimeError(")
+    assert "close the session and open a new one" in parent["content"]["code"]
+
+
 def test_a_session_with_other_interpreter_variables_is_spawned(runner: CodeRunner, tmp_path: Path) -> None:
     extra = tmp_path / "extra"
     extra.mkdir()
