@@ -89,6 +89,9 @@ def installed_distribution() -> metadata.Distribution:
             f"of it can be made for the sandbox image. Install it with pip install '{DISTRIBUTION}[docker]', or "
             "set CODERUNNER_DOCKER_IMAGE to an image built with 'coderunner image build'."
         )
+    # A source checkout may also hold the *.egg-info a setuptools build left there, found through the checkout on
+    # sys.path: pip's own record of the install (a .dist-info, with METADATA) is the one to build from.
+    found.sort(key=lambda d: d.read_text("METADATA") is None)
     dist = found[0]
     if dist.version != __version__:
         raise BackendError(
