@@ -476,6 +476,55 @@ def _enter_session(prepare: dict[str, Any], parent: dict[str, Any]) -> None:
         parent.setdefault("content", {})["code"] = f"raise RuntimeError({message!r})"
 
 
+def _swallow_interrupt(signum: int, frame: Any) -> None:
+    """SIGINT while no user code runs: dropped (the engine sends it again while the code still runs)."""
+
+
+class _InterruptGuard:
+    """SIGINT raises KeyboardInterrupt only while the user's code runs, not in the kernel's own work around it.
+
+    ipykernel raises it anywhere in the execute_request handler. One that lands after the code ended (the
+    engine sends the interrupt again while no reply came, and a loaded machine is slow to reply) cuts the
+    handler before it sends execute_reply: the engine waits out its grace and restarts the interpreter, and
+    the session's state is lost. One that lands before the code starts makes ipykernel drop the request.
+    So the handler runs with :func:`_swallow_interrupt`, and IPython's ``pre_execute``/``post_execute``
+    events switch to ``default_int_handler`` around the code. Top-level ``await`` code runs under
+    ipykernel's own SIGINT handler (which cancels it), installed and removed by ipykernel: left alone.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        import signal
+        import threading
+
+        self._signal = signal
+        self._threading = threading
+        shell.events.register("pre_execute", self._code_starts)
+        shell.events.register("post_execute", self._code_ended)
+
+    def _main(self) -> bool:
+        # Handlers can only be set in the main thread; a subshell's requests run elsewhere and are left as they are.
+        return self._threading.current_thread() is self._threading.main_thread()
+
+    def enter(self) -> Any:
+        """Swallow interrupts from here on; returns the handler to put back in :meth:`leave`."""
+        if not self._main():
+            return None
+        return self._signal.signal(self._signal.SIGINT, _swallow_interrupt)
+
+    def leave(self, outside: Any) -> None:
+        """Put back the handler ipykernel had installed for the request."""
+        if outside is not None and self._main():
+            self._signal.signal(self._signal.SIGINT, outside)
+
+    def _code_starts(self) -> None:
+        if self._main() and self._signal.getsignal(self._signal.SIGINT) is _swallow_interrupt:
+            self._signal.signal(self._signal.SIGINT, self._signal.default_int_handler)
+
+    def _code_ended(self) -> None:
+        if self._main() and self._signal.getsignal(self._signal.SIGINT) is self._signal.default_int_handler:
+            self._signal.signal(self._signal.SIGINT, _swallow_interrupt)
+
+
 def install(shell: Any, max_spill: int) -> None:
     """Install the caps and the packing fallback in the running kernel (``get_ipython()``)."""
     import sys
@@ -503,8 +552,16 @@ def install(shell: Any, max_spill: int) -> None:
         shell._tee = lambda channel: contextlib.nullcontext()
     history_outputs = getattr(getattr(shell, "history_manager", None), "outputs", None)
     handler = kernel.shell_handlers["execute_request"]
+    guard = _InterruptGuard(shell)
 
     async def execute_request(stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        outside = guard.enter()
+        try:
+            await _execute_request(stream, ident, parent)
+        finally:
+            guard.leave(outside)
+
+    async def _execute_request(stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         metadata = parent.get("metadata") or {}
         prepare = metadata.get(PREPARE_KEY)
         if isinstance(prepare, dict):

@@ -69,7 +69,8 @@ def test_cancel_running_task_interrupts_and_keeps_session(shared_runner: CodeRun
         result = shared_runner.get_task_result(task_id, timeout=30)
         assert result.status == "cancelled"
         assert shared_runner.get_task(task_id).status == "cancelled"
-        assert s.execute("print(kept)").stdout == "yes\n"
+        checked = s.execute("print(kept)")
+        assert checked.stdout == "yes\n", (result, checked)
 
 
 def _wait_until_running(runner: CodeRunner, task_id: str) -> None:

@@ -153,8 +153,9 @@ def test_timeout_interrupts_and_keeps_state(runner: Session, language: str, setu
     assert result.status == "timeout"
     assert result.exit_code == 124
     assert result.error is not None and "time limit" in result.error.value
-    assert result.state_lost is False
-    assert runner.execute(check, language).stdout == "yes\n"
+    assert result.state_lost is False, (result.error, result.warnings)
+    checked = runner.execute(check, language)
+    assert checked.stdout == "yes\n", checked
 
 
 def test_timeout_that_ignores_interrupt_restarts_and_says_so(runner: Session) -> None:
