@@ -71,8 +71,14 @@ def start_zmq_threads() -> None:
 
 
 # Arguments for ipykernel: no history database (it lives in ~/.ipython and is shared
-# by every kernel, which makes parallel kernels contend on one SQLite file).
-_KERNEL_ARGS = ["--HistoryManager.enabled=False", "--HistoryManager.hist_file=:memory:"]
+# by every kernel, which makes parallel kernels contend on one SQLite file); and no 0.5 ms sleep
+# in every execute_request (ipykernel's way to let output go out before the reply: this engine
+# reads IOPub up to the request's idle status first, which comes after everything it printed).
+_KERNEL_ARGS = [
+    "--HistoryManager.enabled=False",
+    "--HistoryManager.hist_file=:memory:",
+    "--Kernel._execute_sleep=0",
+]
 # Forked kernels also get parent_handle 1: no parent polling (the fork server is their parent, and its end must
 # not end them; it kills its kernels itself when the engine goes), and no console banner.
 _FORKED_ARGS = [*_KERNEL_ARGS, "--IPKernelApp.parent_handle=1"]
