@@ -62,10 +62,10 @@ def kernel_class(language: str) -> type[Kernel]:
     return cls
 
 
-def kill_group(pid: int, create_time: float | None) -> None:
-    """Kill ``pid``'s process group, but only if ``pid`` is still the process we started."""
+def kill_group(pid: int, signature: float | None) -> None:
+    """Kill ``pid``'s process group, but only if ``pid`` is still the process we started (its :func:`pid_signature`)."""
     sig = pid_signature(pid)
-    if sig is None or (create_time is not None and abs(sig - create_time) > 0.01):
+    if sig is None or (signature is not None and abs(sig - signature) > 0.01):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -88,11 +88,10 @@ def reap_orphans(runtime_root: Path) -> int:
     for engine_dir in runtime_root.glob("e-*"):
         try:
             owner = json.loads((engine_dir / processes.OWNER_FILE).read_text())
-            owner_pid, owner_ct = int(owner["pid"]), float(owner["create_time"])
+            owner_pid, owner_start = int(owner["pid"]), float(owner["start"])
         except (OSError, ValueError, KeyError, TypeError):
-            owner_pid, owner_ct = -1, 0.0
-        sig = pid_signature(owner_pid) if owner_pid > 0 else None
-        if sig is not None and abs(sig - owner_ct) < 0.01:
+            owner_pid, owner_start = -1, None
+        if owner_pid > 0 and processes.same_process(owner_pid, owner_start):
             continue  # its owner is alive: not an orphan
         for pid_file in (engine_dir / "pids").glob("*"):
             with contextlib.suppress(OSError, ValueError):
@@ -169,9 +168,9 @@ class Engine:
         cleaned = await self._blocking(reap_orphans, self.root)
         if cleaned:
             log.info("removed %d leftover engine directories from earlier runs", cleaned)
-        me = psutil.Process()
+        me = os.getpid()
         processes.publish_owned_dir(
-            self.dir, {"pid": me.pid, "create_time": me.create_time()}, subdirs=("pids", "pool", "sessions")
+            self.dir, {"pid": me, "start": pid_signature(me)}, subdirs=("pids", "pool", "sessions")
         )
         processes.kill_at_exit(self)
         self._fill_pool()

@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from coderunner.engine.processes import pid_signature, same_process
 from coderunner.errors import BackendError
 
 __all__ = ["ForkServer", "ForkedProcess", "fork_supported"]
@@ -58,15 +59,14 @@ class ForkedProcess:
         self.pid = pid
         self._server = server
         self._pidfd: int | None = None
-        self._create_time: float | None = None
+        self._signature: float | None = None
         self.returncode: int | None = None
         self.set_up = False
         """True when the child installed coderunner's kernel hooks itself (``fork(setup=...)``)."""
         try:
             self._pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
         except (AttributeError, OSError):  # no pidfd (old kernel, gVisor, not Linux): pid + start time
-            with contextlib.suppress(psutil.Error):
-                self._create_time = psutil.Process(pid).create_time()
+            self._signature = pid_signature(pid)
 
     def _ended(self) -> bool:
         if self._server.status_of(self.pid) is not None:
@@ -76,7 +76,7 @@ class ForkedProcess:
             return bool(readable)
         try:
             proc = psutil.Process(self.pid)
-            return bool(proc.create_time() != self._create_time or proc.status() == psutil.STATUS_ZOMBIE)
+            return bool(not same_process(self.pid, self._signature) or proc.status() == psutil.STATUS_ZOMBIE)
         except psutil.Error:
             return True
 

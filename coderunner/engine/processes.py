@@ -99,7 +99,20 @@ def pid_signature(pid: int) -> float | None:
 
     The one process-identity rule of coderunner: the engine's kernel records and orphan sweep, the browser
     engine's Chromium, and the Docker fleet's owner labels all name a process by (pid, this signature).
+
+    On Linux it is the start time in clock ticks since boot (``/proc/<pid>/stat``), which no clock change
+    moves. psutil's ``create_time()`` adds the boot time, which Linux derives from the wall clock at every
+    read: an NTP step or slew shifts it, and one process then sees another's start time move by a second,
+    takes that live owner for dead, and sweeps its containers and directories as orphans.
+    Elsewhere: psutil's ``create_time()``.
     """
+    if sys.platform.startswith("linux"):
+        stat = _read(f"/proc/{pid}/stat")
+        try:
+            # "pid (comm) state ..."; comm may hold spaces and parentheses; starttime is field 22.
+            return float(stat[stat.rfind(b")") + 2 :].split()[19]) if stat else None
+        except (IndexError, ValueError):
+            return None
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
@@ -204,13 +217,7 @@ def _tag_in(environ: bytes) -> str | None:
 
 
 def start_mark(pid: int) -> float | None:
-    """``pid``'s start time in the unit of :attr:`ProcInfo.start` on this system (None: no such process)."""
-    if sys.platform.startswith("linux"):
-        stat = _read(f"/proc/{pid}/stat")
-        try:
-            return float(stat[stat.rfind(b")") + 2 :].split()[19]) if stat else None
-        except (IndexError, ValueError):
-            return None
+    """``pid``'s start time in the unit of :attr:`ProcInfo.start` on this system: its :func:`pid_signature`."""
     return pid_signature(pid)
 
 
