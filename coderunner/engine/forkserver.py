@@ -147,6 +147,8 @@ class ForkServer:
         """True when the server prepared the kernel app for ``kernel_args`` (children then skip that part)."""
         self.hooks_loaded = False
         """True when the server loaded coderunner's kernel hooks (children then only install them)."""
+        self.shell_built = False
+        """True when the server built the kernels' interactive shell (each child adopts it)."""
 
     @property
     def python(self) -> str:
@@ -211,6 +213,7 @@ class ForkServer:
         self.version = str(hello.get("ipykernel", ""))
         self.prepared = bool(hello.get("prepared"))
         self.hooks_loaded = bool(hello.get("hooks"))
+        self.shell_built = bool(hello.get("shell"))
 
     async def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None

@@ -18,8 +18,9 @@ to it over its standard input and output, one JSON object per line:
 * at the end of its input (the engine closed it, or died) it kills every child's process group and exits.
 
 What a fork cannot carry stays out of the server: it starts no thread and no ZMQ context; each child makes its
-own sockets, threads, event loop and shell. What the server prepares is imports, so children share those pages
-(``gc.freeze`` keeps the collector from touching, and so copying, them).
+own sockets, threads, event loop and kernel. What the server prepares is imports, the app's configuration and
+the interactive shell, so children share those pages (``gc.freeze`` keeps the collector from touching, and so
+copying, them) and skip that work.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _PRELOAD = (
 )
 _TAG_VAR = "CODERUNNER_KERNEL_TAG"
 _STATUS_FD = 3  # in a child: its copy of the server's output, for the one line it sends
+_NO_SHELL_VAR = "CODERUNNER_FORKSERVER_NO_SHELL"  # set when the server runs again without building the shell
 _HOOKS = "_coderunner_hooks"  # the module name coderunner.engine.python gives its kernel hooks
 
 # IPKernelApp.initialize is its parent's (command line, profile, config files: the same for every kernel of a
@@ -143,6 +145,7 @@ def _rewrite_tag(tag: str) -> None:
 
 
 _prepared: tuple[Any, list[str]] | None = None  # (the app, the arguments it was prepared with)
+_shell: Any = None  # the interactive shell _build_shell made for the children's kernels
 
 
 def _prepare(argv: list[str]) -> None:
@@ -162,6 +165,56 @@ def _prepare(argv: list[str]) -> None:
     BaseIPythonApplication.initialize(app, argv)  # type: ignore[no-untyped-call,unused-ignore]
     if app.subapp is None:
         _prepared = (app, argv)
+        _build_shell(app)
+
+
+def _build_shell(app: Any) -> None:
+    """Build the interactive shell every kernel of this server would build the same way, before any fork.
+
+    A shell is 32 configurables, the magics, the completer and the display machinery: about 12 ms of each
+    child's start and the pages it writes. Built here, the kernel a child makes finds it as the shell singleton
+    (``IPythonKernel`` asks for ``shell_class.instance(...)``), and ``_adopt_shell`` redoes in the child what
+    a shell takes from its process at construction (the kernel, the working directory, the environment).
+    Only for ipykernel's own kernel and shell classes, unconfigured, and only when building starts no thread
+    (a fork with threads would hand children broken locks); else each child builds its shell itself.
+    """
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    kernel_config, history = app.config.get("IPythonKernel", {}), app.config.get("HistoryManager", {})
+    if app.kernel_class is not IPythonKernel or "shell_class" in kernel_config or "compiler_class" in kernel_config:
+        return
+    # A history kept in a file is saved by a thread the shell starts (coderunner's kernel arguments keep it off).
+    # (Values from the command line are strings here, read by their trait only later.)
+    if str(history.get("enabled", True)).lower() not in ("false", "0") and str(history.get("hist_file")) != ":memory:":
+        return
+    if os.environ.get(_NO_SHELL_VAR) or threading.active_count() > 1:
+        return
+    global _shell
+    # As IPythonKernel.__init__ asks for it, less the kernel (``_adopt_shell`` gives it in the child).
+    _shell = ZMQInteractiveShell.instance(  # type: ignore[no-untyped-call,unused-ignore]
+        config=app.config,
+        profile_dir=app.profile_dir,
+        user_module=None,
+        user_ns=app.user_ns,
+        kernel=None,
+        compiler_class=XCachingCompiler,
+    )
+
+
+def _adopt_shell(app: Any) -> None:
+    """In a child, once its kernel exists: make the server's shell this kernel's, as if the kernel had built it."""
+    from pathlib import Path
+
+    shell = app.kernel.shell
+    if shell is not _shell:
+        return
+    shell.parent = app.kernel
+    shell.kernel = app.kernel
+    shell.init_environment()  # the variables a kernel's shell sets (TERM, PAGER, ...), into this child's environment
+    shell.starting_dir = os.getcwd()
+    shell.history_manager.dir_hist[:] = [Path.cwd()]
 
 
 def _initialized_app(argv: list[str]) -> Any:
@@ -181,10 +234,14 @@ def _initialized_app(argv: list[str]) -> Any:
                             app.init_signal()
                     elif step not in ("init_gui_pylab", "init_extensions", "init_code") or app.shell:
                         getattr(app, step)()
+                    if step == "init_kernel":
+                        _adopt_shell(app)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 return app
-        IPKernelApp.clear_instance()  # other arguments: a fresh app, parsed the usual way
+        IPKernelApp.clear_instance()  # other arguments: a fresh app, parsed the usual way, and its own shell
+        if _shell is not None:
+            type(_shell).clear_instance()
     app = IPKernelApp.instance()
     app.initialize(argv)  # type: ignore[no-untyped-call,unused-ignore]
     return app
@@ -372,6 +429,12 @@ def main() -> None:
         _load_hooks()
     with contextlib.suppress(Exception, SystemExit):  # a bad argument makes traitlets exit: children will say it
         _prepare(sys.argv[1:])
+    if _shell is not None and threading.active_count() > 1:
+        # Something in this IPython started a thread with the shell, and no child may be forked from here now:
+        # run this program again (same pid and pipes: the engine still waits for "ready"), without the shell.
+        sys.stderr.flush()
+        os.dup2(server.out, 1)
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, _NO_SHELL_VAR: "1"})
     with contextlib.suppress(Exception):  # another IPython: its children format their first traceback cold
         _warm_tracebacks()
     gc.collect()
@@ -382,6 +445,7 @@ def main() -> None:
         "ipykernel": getattr(ipykernel, "__version__", ""),
         "prepared": _prepared is not None,
         "hooks": _HOOKS in sys.modules,
+        "shell": _shell is not None,
     }
     _send(server.out, ready)
     server.serve()

@@ -243,8 +243,47 @@ def test_an_orphaned_forked_kernel_is_reaped_at_the_next_start(tmp_path: Path) -
 def test_the_server_prepares_what_every_kernel_shares(runner: CodeRunner) -> None:
     runner.execute("pass")
     server = _engine(runner)._forkserver
-    # The app's configuration and coderunner's hooks are made once in the server, not in each kernel.
-    assert server.prepared and server.hooks_loaded
+    # The app's configuration, coderunner's hooks and the interactive shell are made once in the server.
+    assert server.prepared and server.hooks_loaded and server.shell_built
+
+
+def test_a_shell_built_by_the_server_is_each_kernels_own(runner: CodeRunner, tmp_path: Path) -> None:
+    # What one session does to its shell (magics, aliases, configuration, history, namespace) stays in it.
+    a = runner.session()
+    setup = a.execute(
+        textwrap.dedent(
+            """
+            from IPython.core.magic import register_line_magic
+            @register_line_magic
+            def shout(line):
+                return line.upper()
+            get_ipython().alias_manager.define_alias("hello_alias", "echo hello")
+            get_ipython().ast_node_interactivity = "all"
+            get_ipython().user_ns["planted"] = 1
+            %cd /
+            print(len(In), "ok")
+            """
+        )
+    )
+    assert setup.error is None, setup.error
+    assert setup.stdout.strip().endswith("ok")
+    b = runner.session(env={"TMPDIR": str(tmp_path)})
+    check = b.execute(
+        textwrap.dedent(
+            """
+            import os, tempfile
+            ip = get_ipython()
+            print("shout" in ip.magics_manager.magics["line"], ip.alias_manager.is_alias("hello_alias"))
+            print(ip.ast_node_interactivity, "planted" in ip.user_ns, len(In))
+            print(ip.kernel is not None and ip.kernel.shell is ip and ip.parent is ip.kernel)
+            print(str(_dh[0]) == os.getcwd() == ip.starting_dir, os.environ["PAGER"], tempfile.gettempdir())
+            """
+        )
+    )
+    assert check.error is None, check.error
+    lines = check.stdout.splitlines()
+    assert lines[:3] == ["False False", "last_expr False 2", "True"], check.stdout
+    assert lines[3] == f"True cat {tmp_path}", check.stdout
 
 
 async def test_a_kernel_with_other_arguments_than_the_prepared_ones_still_starts(tmp_path: Path) -> None:
@@ -259,6 +298,41 @@ async def test_a_kernel_with_other_arguments_than_the_prepared_ones_still_starts
         assert kernel.forked and server.prepared
         reply = await kernel.execute("assert 6 * 7 == 42", NullSink())
         assert reply.error is None and reply.exit_code == 0
+    finally:
+        await kernel.shutdown()
+        await server.close()
+
+
+async def test_a_server_whose_shell_starts_a_thread_runs_again_without_it(tmp_path: Path) -> None:
+    # A shell that starts a thread (an IPython or extension of another make) would leave no fork safe: the
+    # server then runs again without building it, and its kernels build their own.
+    from coderunner.engine.base import NullSink
+    from coderunner.engine.forkserver import ForkServer
+    from coderunner.engine.python import PythonKernel
+
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
+            import threading, time
+            from ipykernel.zmqshell import ZMQInteractiveShell
+            _init_magics = ZMQInteractiveShell.init_magics
+            def init_magics(self):
+                _init_magics(self)
+                threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+            ZMQInteractiveShell.init_magics = init_magics
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    server = ForkServer(sys.executable, env, kernel_args=["--HistoryManager.enabled=False"])
+    kernel = PythonKernel(forkserver=server)
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        await kernel.start(work, env, work)
+        assert kernel.forked and server.prepared and not server.shell_built
+        reply = await kernel.execute("assert get_ipython().kernel.shell is get_ipython()", NullSink())
+        assert reply.error is None and reply.exit_code == 0, reply.error
     finally:
         await kernel.shutdown()
         await server.close()
